@@ -1,0 +1,7 @@
+#include "core/Error.h"
+
+namespace studio {
+
+Error::Error(const QString& message) : std::runtime_error(message.toStdString()) {}
+
+} // namespace studio
