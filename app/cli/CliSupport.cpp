@@ -29,12 +29,18 @@ bool parseArguments(QCommandLineParser& parser, const QStringList& arguments)
     if (!parser.parse(arguments)) {
         failUsage(parser.errorText());
     }
-    if (parser.isSet(QStringLiteral("help"))) {
-        out() << parser.helpText();
-        out().flush();
-        return false;
+    if (!parser.isSet(QStringLiteral("help")) && !parser.isSet(QStringLiteral("help-all"))) {
+        return true;
     }
-    return true;
+
+    // Qt names the executable in the usage line; name the subcommand ("hnstudio create").
+    const QString help = parser.helpText();
+    const qsizetype lineEnd = help.indexOf(QLatin1Char('\n'));
+    const qsizetype options = help.indexOf(QStringLiteral(" [options]"));
+    const qsizetype rest = options >= 0 && options < lineEnd ? options : lineEnd;
+    out() << "Usage: " << arguments.value(0) << help.mid(rest);
+    out().flush();
+    return false;
 }
 
 int runCommand(const QString& commandName, const std::function<int()>& body)

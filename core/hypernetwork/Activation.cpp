@@ -14,39 +14,39 @@ struct ActivationName
 {
     const char* name;
     ActivationKind kind;
-    const char* className; // PyTorch's class, for printing
+    const char* repr; // PyTorch's repr() of the default-constructed module
 };
 
 // The webui's explicit entries first, then torch.nn.modules.activation by lowercase class name.
 constexpr std::array<ActivationName, 28> kActivations = {{
-    {"linear", ActivationKind::Identity, "Identity"},
-    {"relu", ActivationKind::ReLU, "ReLU"},
-    {"leakyrelu", ActivationKind::LeakyReLU, "LeakyReLU"},
-    {"elu", ActivationKind::ELU, "ELU"},
-    {"swish", ActivationKind::Hardswish, "Hardswish"},
-    {"tanh", ActivationKind::Tanh, "Tanh"},
-    {"sigmoid", ActivationKind::Sigmoid, "Sigmoid"},
-    {"celu", ActivationKind::CELU, "CELU"},
-    {"gelu", ActivationKind::GELU, "GELU"},
-    {"hardshrink", ActivationKind::Hardshrink, "Hardshrink"},
-    {"hardsigmoid", ActivationKind::Hardsigmoid, "Hardsigmoid"},
-    {"hardtanh", ActivationKind::Hardtanh, "Hardtanh"},
-    {"logsigmoid", ActivationKind::LogSigmoid, "LogSigmoid"},
-    {"logsoftmax", ActivationKind::LogSoftmax, "LogSoftmax"},
-    {"mish", ActivationKind::Mish, "Mish"},
-    {"prelu", ActivationKind::PReLU, "PReLU"},
-    {"rrelu", ActivationKind::RReLU, "RReLU"},
-    {"relu6", ActivationKind::ReLU6, "ReLU6"},
-    {"selu", ActivationKind::SELU, "SELU"},
-    {"silu", ActivationKind::SiLU, "SiLU"},
-    {"softmax", ActivationKind::Softmax, "Softmax"},
-    {"softmax2d", ActivationKind::Softmax2d, "Softmax2d"},
-    {"softmin", ActivationKind::Softmin, "Softmin"},
-    {"softplus", ActivationKind::Softplus, "Softplus"},
-    {"softshrink", ActivationKind::Softshrink, "Softshrink"},
-    {"softsign", ActivationKind::Softsign, "Softsign"},
-    {"tanhshrink", ActivationKind::Tanhshrink, "Tanhshrink"},
-    {"hardswish", ActivationKind::Hardswish, "Hardswish"}, // not offered, as in the webui
+    {"linear", ActivationKind::Identity, "Identity()"},
+    {"relu", ActivationKind::ReLU, "ReLU()"},
+    {"leakyrelu", ActivationKind::LeakyReLU, "LeakyReLU(negative_slope=0.01)"},
+    {"elu", ActivationKind::ELU, "ELU(alpha=1.0)"},
+    {"swish", ActivationKind::Hardswish, "Hardswish()"},
+    {"tanh", ActivationKind::Tanh, "Tanh()"},
+    {"sigmoid", ActivationKind::Sigmoid, "Sigmoid()"},
+    {"celu", ActivationKind::CELU, "CELU(alpha=1.0)"},
+    {"gelu", ActivationKind::GELU, "GELU(approximate='none')"},
+    {"hardshrink", ActivationKind::Hardshrink, "Hardshrink(0.5)"},
+    {"hardsigmoid", ActivationKind::Hardsigmoid, "Hardsigmoid()"},
+    {"hardtanh", ActivationKind::Hardtanh, "Hardtanh(min_val=-1.0, max_val=1.0)"},
+    {"logsigmoid", ActivationKind::LogSigmoid, "LogSigmoid()"},
+    {"logsoftmax", ActivationKind::LogSoftmax, "LogSoftmax(dim=None)"},
+    {"mish", ActivationKind::Mish, "Mish()"},
+    {"prelu", ActivationKind::PReLU, "PReLU(num_parameters=1)"},
+    {"rrelu", ActivationKind::RReLU, "RReLU(lower=0.125, upper=0.3333333333333333)"},
+    {"relu6", ActivationKind::ReLU6, "ReLU6()"},
+    {"selu", ActivationKind::SELU, "SELU()"},
+    {"silu", ActivationKind::SiLU, "SiLU()"},
+    {"softmax", ActivationKind::Softmax, "Softmax(dim=None)"},
+    {"softmax2d", ActivationKind::Softmax2d, "Softmax2d()"},
+    {"softmin", ActivationKind::Softmin, "Softmin(dim=None)"},
+    {"softplus", ActivationKind::Softplus, "Softplus(beta=1, threshold=20)"},
+    {"softshrink", ActivationKind::Softshrink, "Softshrink(0.5)"},
+    {"softsign", ActivationKind::Softsign, "Softsign()"},
+    {"tanhshrink", ActivationKind::Tanhshrink, "Tanhshrink()"},
+    {"hardswish", ActivationKind::Hardswish, "Hardswish()"}, // not offered, as in the webui
 }};
 
 // PyTorch's _get_softmax_dim for modules built without `dim`: 0 for 0-, 1- and 3-D input.
@@ -162,7 +162,7 @@ void ActivationImpl::pretty_print(std::ostream& stream) const
 {
     for (const ActivationName& entry : kActivations) {
         if (entry.kind == m_kind) {
-            stream << entry.className << "()";
+            stream << entry.repr;
             return;
         }
     }

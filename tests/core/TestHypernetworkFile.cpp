@@ -257,9 +257,12 @@ void TestHypernetworkFile::testResavedReferenceFilesAreUnchanged_data()
 void TestHypernetworkFile::testResavedReferenceFilesAreUnchanged()
 {
     QFETCH(QString, path);
+    // Same file name in two folders: the archive's top folder is the file's base name.
     QTemporaryDir dir;
-    const QString once = dir.filePath(QStringLiteral("once.pt"));
-    const QString twice = dir.filePath(QStringLiteral("twice.pt"));
+    QVERIFY(QDir(dir.path()).mkpath(QStringLiteral("once")) &&
+            QDir(dir.path()).mkpath(QStringLiteral("twice")));
+    const QString once = dir.filePath(QStringLiteral("once/net.pt"));
+    const QString twice = dir.filePath(QStringLiteral("twice/net.pt"));
 
     saveHypernetwork(loadHypernetwork(path), once);
     const QString difference = treeDifference(*readTree(once), *readTree(path), QString(), {}, true);
@@ -360,16 +363,16 @@ void TestHypernetworkFile::testInitializationSchemes()
     config.normalStd = 0.02;
     config.initSeed = 7;
     const Hypernetwork hypernetwork = Hypernetwork::create(config);
-    const HypernetworkModule& module = hypernetwork.modules().front().k;
+    torch::nn::Sequential stages = hypernetwork.modules().front().k->linear;
 
-    const at::Tensor weight = module->linear[0]->as<torch::nn::Linear>()->weight;
-    const at::Tensor bias = module->linear[0]->as<torch::nn::Linear>()->bias;
+    const at::Tensor weight = stages[0]->as<torch::nn::Linear>()->weight;
+    const at::Tensor bias = stages[0]->as<torch::nn::Linear>()->bias;
     QVERIFY(std::abs(weight.std().item<double>() / expectedStd - 1.0) < 0.02);
     QVERIFY(std::abs(weight.mean().item<double>()) < expectedStd * 0.01);
     QCOMPARE(bias.abs().max().item<double>(), 0.0);
 
     // LayerNorm gamma ~ N(0, normal std) whatever the scheme (webui quirk), beta 0.
-    const auto* norm = module->linear[2]->as<torch::nn::LayerNorm>();
+    const auto* norm = stages[2]->as<torch::nn::LayerNorm>();
     QVERIFY(norm != nullptr);
     QVERIFY(std::abs(norm->weight.std().item<double>() / 0.02 - 1.0) < 0.1);
     QCOMPARE(norm->bias.abs().max().item<double>(), 0.0);

@@ -1,0 +1,26 @@
+#pragma once
+
+// The subcommands of the `hnstudio` command-line tool. Each takes its arguments as
+// QCommandLineParser expects them (arguments[0] = "hnstudio <command>") and returns the exit
+// status: 0 success, 1 failure, 2 bad usage; messages go to stderr.
+
+#include <QStringList>
+
+namespace studio::cli {
+
+// Dispatches `hnstudio <command> ...` (the whole argv) to a subcommand.
+int runCli(const QStringList& arguments);
+
+// hnstudio create: a new hypernetwork file.
+int runCreate(const QStringList& arguments);
+
+// hnstudio info: structure and metadata of a hypernetwork file.
+int runInfo(const QStringList& arguments);
+
+// hnstudio lr-curve: prints the learning rate of every optimizer step of a schedule.
+int runLrCurve(const QStringList& arguments);
+
+// hnstudio probe: runs one component on tensors from a safetensors file.
+int runProbe(const QStringList& arguments);
+
+} // namespace studio::cli
