@@ -20,8 +20,7 @@ public:
 
 // Prefixes the message of an error that escaped `body` with `context` ("reading 'a.pt': ...").
 // Keeps the original message, so the innermost detail (the key, the offset) is never lost.
-template <typename Body>
-auto withContext(const QString& context, Body&& body) -> decltype(body())
+template <typename Body> auto withContext(const QString& context, Body&& body) -> decltype(body())
 {
     try {
         return body();

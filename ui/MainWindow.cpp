@@ -24,8 +24,7 @@ void MainWindow::setupUi()
     auto* title = new QLabel(tr("<h1>Hypernet Studio</h1>"), central);
     title->setObjectName(QStringLiteral("titleLabel"));
     m_engineLabel = new QLabel(tr("Engine: LibTorch %1 on %2 (%3 CPU threads)")
-                                   .arg(info.torchVersion,
-                                        info.devices.join(QStringLiteral(", ")))
+                                   .arg(info.torchVersion, info.devices.join(QStringLiteral(", ")))
                                    .arg(info.cpuThreads),
                                central);
     m_engineLabel->setObjectName(QStringLiteral("engineLabel"));

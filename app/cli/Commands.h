@@ -23,4 +23,7 @@ int runLrCurve(const QStringList& arguments);
 // hnstudio probe: runs one component on tensors from a safetensors file.
 int runProbe(const QStringList& arguments);
 
+// hnstudio tokenize: the CLIP token ids of texts.
+int runTokenize(const QStringList& arguments);
+
 } // namespace studio::cli

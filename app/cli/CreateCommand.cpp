@@ -77,9 +77,9 @@ QString sanitizeName(const QString& name)
 HypernetworkConfig configFromOptions(const QCommandLineParser& parser, const QString& outPath)
 {
     HypernetworkConfig config;
-    config.name = sanitizeName(parser.isSet(QStringLiteral("name"))
-                                   ? parser.value(QStringLiteral("name"))
-                                   : QFileInfo(outPath).completeBaseName());
+    config.name =
+        sanitizeName(parser.isSet(QStringLiteral("name")) ? parser.value(QStringLiteral("name"))
+                                                          : QFileInfo(outPath).completeBaseName());
     if (config.name.isEmpty()) {
         failUsage(QStringLiteral("--name: the name has no letters or digits"));
     }
@@ -144,8 +144,8 @@ int create(const QStringList& arguments)
         }
     }();
     saveHypernetwork(hypernetwork, outPath);
-    out() << "created '" << QDir::toNativeSeparators(outPath) << "': "
-          << hypernetwork.parameterCount() << " parameters\n";
+    out() << "created '" << QDir::toNativeSeparators(outPath)
+          << "': " << hypernetwork.parameterCount() << " parameters\n";
     out().flush();
     return kExitOk;
 }

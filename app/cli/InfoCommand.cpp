@@ -80,14 +80,22 @@ QString displayValue(const QJsonValue& value)
 void printText(const QJsonObject& info)
 {
     const QStringList order = {
-        QStringLiteral("file"),           QStringLiteral("name"),
-        QStringLiteral("step"),           QStringLiteral("sizes"),
-        QStringLiteral("layer_structure"), QStringLiteral("activation_func"),
-        QStringLiteral("is_layer_norm"),  QStringLiteral("dropout_structure"),
-        QStringLiteral("activate_output"), QStringLiteral("weight_initialization"),
-        QStringLiteral("skip_connection"), QStringLiteral("sd_checkpoint"),
-        QStringLiteral("sd_checkpoint_name"), QStringLiteral("optional_info"),
-        QStringLiteral("parameters"),     QStringLiteral("file_size"),
+        QStringLiteral("file"),
+        QStringLiteral("name"),
+        QStringLiteral("step"),
+        QStringLiteral("sizes"),
+        QStringLiteral("layer_structure"),
+        QStringLiteral("activation_func"),
+        QStringLiteral("is_layer_norm"),
+        QStringLiteral("dropout_structure"),
+        QStringLiteral("activate_output"),
+        QStringLiteral("weight_initialization"),
+        QStringLiteral("skip_connection"),
+        QStringLiteral("sd_checkpoint"),
+        QStringLiteral("sd_checkpoint_name"),
+        QStringLiteral("optional_info"),
+        QStringLiteral("parameters"),
+        QStringLiteral("file_size"),
         QStringLiteral("shorthash"),
     };
     for (const QString& key : order) {

@@ -122,8 +122,8 @@ int probe(const QStringList& arguments)
     if (positional.front() == QLatin1String("hypernetwork")) {
         return probeHypernetwork(parser);
     }
-    failUsage(QStringLiteral("unknown component '%1'; available: hypernetwork")
-                  .arg(positional.front()));
+    failUsage(
+        QStringLiteral("unknown component '%1'; available: hypernetwork").arg(positional.front()));
 }
 
 } // namespace

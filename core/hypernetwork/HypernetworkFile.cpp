@@ -26,11 +26,21 @@ using py::Value;
 using py::ValuePtr;
 
 constexpr std::array<const char*, 15> kKnownKeys = {
-    "step",           "name",          "layer_structure",   "activation_func",
-    "is_layer_norm",  "weight_initialization",              "sd_checkpoint",
-    "sd_checkpoint_name",              "activate_output",   "use_dropout",
-    "dropout_structure",               "last_layer_dropout", "optional_info",
-    "skip_connection", "upsample_linear",
+    "step",
+    "name",
+    "layer_structure",
+    "activation_func",
+    "is_layer_norm",
+    "weight_initialization",
+    "sd_checkpoint",
+    "sd_checkpoint_name",
+    "activate_output",
+    "use_dropout",
+    "dropout_structure",
+    "last_layer_dropout",
+    "optional_info",
+    "skip_connection",
+    "upsample_linear",
 };
 
 bool isKnownKey(const QString& key)
@@ -47,9 +57,7 @@ bool isKnownKey(const QString& key)
 class Fields
 {
 public:
-    Fields(const Value& root, const QString& sourceName) : m_root(root), m_sourceName(sourceName)
-    {
-    }
+    Fields(const Value& root, const QString& sourceName) : m_root(root), m_sourceName(sourceName) {}
 
     bool has(const char* key) const { return value(key) != nullptr; }
 
@@ -87,7 +95,8 @@ public:
     }
 
     // A list of numbers, and which of its items were Python ints.
-    std::optional<std::vector<double>> numbers(const char* key, std::vector<bool>& integerItems) const
+    std::optional<std::vector<double>> numbers(const char* key,
+                                               std::vector<bool>& integerItems) const
     {
         const ValuePtr item = value(key);
         if (!item || item->isNone()) {
@@ -153,8 +162,8 @@ HypernetworkConfig readConfig(const Value& root, const QString& sourceName,
     config.writeExtensionKeys = fields.has("skip_connection") || fields.has("upsample_linear");
 
     const std::optional<QString> init = fields.string("weight_initialization");
-    config.weightInit = init ? withContext(sourceName, [&] { return parseWeightInit(*init); })
-                             : WeightInit::Normal;
+    config.weightInit =
+        init ? withContext(sourceName, [&] { return parseWeightInit(*init); }) : WeightInit::Normal;
 
     // Dropout: the stored structure wins; older files derive it (spec 1.7).
     const std::optional<std::vector<double>> dropout =
@@ -165,9 +174,9 @@ HypernetworkConfig readConfig(const Value& root, const QString& sourceName,
     if (dropout) {
         config.dropoutStructure = *dropout;
     } else {
-        config.dropoutStructure = legacyDropoutStructure(
-            config.layerStructure.size(), config.useDropout,
-            fields.boolean("last_layer_dropout", false));
+        config.dropoutStructure =
+            legacyDropoutStructure(config.layerStructure.size(), config.useDropout,
+                                   fields.boolean("last_layer_dropout", false));
         config.dropoutStructureIntegerItems.clear();
     }
     return config;
@@ -241,8 +250,7 @@ void loadStateDict(HypernetworkModule& module, const std::map<QString, at::Tenso
         const at::Tensor& source = tensors.at(key);
         if (source.sizes() != item.value().sizes()) {
             throw Error(QStringLiteral("%1: '%2' has shape %3, the layout needs %4")
-                            .arg(where, key,
-                                 QString::fromStdString(c10::str(source.sizes())),
+                            .arg(where, key, QString::fromStdString(c10::str(source.sizes())),
                                  QString::fromStdString(c10::str(item.value().sizes()))));
         }
         item.value().copy_(source.to(at::kFloat));
@@ -251,7 +259,8 @@ void loadStateDict(HypernetworkModule& module, const std::map<QString, at::Tenso
 
 std::pair<ValuePtr, ValuePtr> moduleStateDicts(const Value& entry, const QString& where)
 {
-    const bool isPair = (entry.is(Kind::Tuple) || entry.is(Kind::List)) && entry.items().size() == 2;
+    const bool isPair =
+        (entry.is(Kind::Tuple) || entry.is(Kind::List)) && entry.items().size() == 2;
     if (!isPair) {
         throw Error(QStringLiteral("%1 should be a pair of state dicts (k, v), but the file has a "
                                    "%2")
@@ -264,8 +273,8 @@ ValuePtr numberList(const std::vector<double>& values, const std::vector<bool>& 
 {
     ValuePtr list = Value::list();
     for (size_t i = 0; i < values.size(); ++i) {
-        const bool asInteger = i < integerItems.size() && integerItems[i] &&
-                               std::floor(values[i]) == values[i];
+        const bool asInteger =
+            i < integerItems.size() && integerItems[i] && std::floor(values[i]) == values[i];
         list->append(asInteger ? Value::integer(static_cast<int64_t>(values[i]))
                                : Value::real(values[i]));
     }

@@ -38,7 +38,8 @@ torch::Tensor nearestExactIndices(int inputWidth, int outputWidth, const torch::
     const float scale = static_cast<float>(inputWidth) / static_cast<float>(outputWidth);
     std::vector<int64_t> indices(static_cast<size_t>(outputWidth));
     for (int i = 0; i < outputWidth; ++i) {
-        const auto source = static_cast<int64_t>(std::floor((static_cast<float>(i) + 0.5f) * scale));
+        const auto source =
+            static_cast<int64_t>(std::floor((static_cast<float>(i) + 0.5f) * scale));
         indices[static_cast<size_t>(i)] = std::min<int64_t>(source, inputWidth - 1);
     }
     return torch::tensor(indices, torch::dtype(torch::kLong)).to(device);
@@ -128,8 +129,8 @@ torch::Tensor ResBlockImpl::forward(const torch::Tensor& input)
     if (upsampleLayer) {
         shortcut = upsampleLayer->forward(input);
     } else if (m_inputWidth != m_outputWidth) {
-        shortcut = input.index_select(-1, nearestExactIndices(m_inputWidth, m_outputWidth,
-                                                              input.device()));
+        shortcut = input.index_select(
+            -1, nearestExactIndices(m_inputWidth, m_outputWidth, input.device()));
     }
     return shortcut + linear->forward(input);
 }
@@ -192,7 +193,8 @@ void HypernetworkModuleImpl::initializeWeights(const HypernetworkConfig& config,
         initializeSequential(block->linear, config, generator);
         if (block->upsampleLayer) {
             // Not covered by the extension's init: PyTorch's default Linear init.
-            const double bound = 1.0 / std::sqrt(static_cast<double>(block->upsampleLayer->weight.size(1)));
+            const double bound =
+                1.0 / std::sqrt(static_cast<double>(block->upsampleLayer->weight.size(1)));
             block->upsampleLayer->weight.uniform_(-bound, bound, generator);
         }
     }

@@ -23,8 +23,7 @@ namespace studio {
 class ResBlockImpl : public torch::nn::Module
 {
 public:
-    ResBlockImpl(int inputWidth, int outputWidth, const HypernetworkConfig& config,
-                 double dropout);
+    ResBlockImpl(int inputWidth, int outputWidth, const HypernetworkConfig& config, double dropout);
 
     /// input [..., inputWidth] -> output [..., outputWidth]
     torch::Tensor forward(const torch::Tensor& input);

@@ -75,8 +75,7 @@ std::map<QString, at::Tensor> readParameterState(const Value& entry, const QStri
         if (!item.key->is(Kind::String)) {
             throw Error(QStringLiteral("%1 has a %2 key").arg(where, item.key->typeName()));
         }
-        tensors[item.key->toStr()] =
-            withContext(where, [&] { return stateTensor(item.value); });
+        tensors[item.key->toStr()] = withContext(where, [&] { return stateTensor(item.value); });
     }
     return tensors;
 }
@@ -100,7 +99,8 @@ OptimizerParamGroup readParamGroup(const Value& group, const QString& where)
         }
         for (const ValuePtr& index : item.value->items()) {
             if (!index->is(Kind::Int)) {
-                throw Error(QStringLiteral("%1: 'params' holds a %2").arg(where, index->typeName()));
+                throw Error(
+                    QStringLiteral("%1: 'params' holds a %2").arg(where, index->typeName()));
             }
             result.params.push_back(index->toInt());
         }
@@ -148,8 +148,7 @@ ValuePtr toPickle(const OptimizerState& state)
 double groupNumber(const OptimizerParamGroup& group, const char* name, double fallback)
 {
     const ValuePtr value = group.option(QString::fromLatin1(name));
-    return value && (value->is(Kind::Int) || value->is(Kind::Float)) ? value->toDouble()
-                                                                      : fallback;
+    return value && (value->is(Kind::Int) || value->is(Kind::Float)) ? value->toDouble() : fallback;
 }
 
 } // namespace
@@ -202,7 +201,8 @@ OptimizerState readOptimizerState(const QString& path)
         if (!entry.key->is(Kind::Int)) {
             failField(sourceName, QStringLiteral("state"), QStringLiteral("has a non-int key"));
         }
-        const QString where = QStringLiteral("%1: state %2").arg(sourceName).arg(entry.key->toInt());
+        const QString where =
+            QStringLiteral("%1: state %2").arg(sourceName).arg(entry.key->toInt());
         state.state[entry.key->toInt()] = readParameterState(*entry.value, where);
     }
 
@@ -300,11 +300,12 @@ void restoreAdamW(const OptimizerState& state, torch::optim::AdamW& optimizer,
 {
     if (state.paramGroups.size() != 1 ||
         state.paramGroups.front().params.size() != parameters.size()) {
-        throw Error(QStringLiteral("the saved optimizer state has %1 parameters in %2 groups, the "
-                                   "hypernetwork has %3 in one; cannot resume from it")
-                        .arg(state.paramGroups.empty() ? 0 : state.paramGroups.front().params.size())
-                        .arg(state.paramGroups.size())
-                        .arg(parameters.size()));
+        throw Error(
+            QStringLiteral("the saved optimizer state has %1 parameters in %2 groups, the "
+                           "hypernetwork has %3 in one; cannot resume from it")
+                .arg(state.paramGroups.empty() ? 0 : state.paramGroups.front().params.size())
+                .arg(state.paramGroups.size())
+                .arg(parameters.size()));
     }
 
     auto& states = optimizer.state();

@@ -190,8 +190,8 @@ QString Value::typeName() const
 void Value::requireKind(Kind kind, const char* what) const
 {
     if (m_kind != kind) {
-        throw Error(QStringLiteral("expected %1, found %2")
-                        .arg(QString::fromLatin1(what), typeName()));
+        throw Error(
+            QStringLiteral("expected %1, found %2").arg(QString::fromLatin1(what), typeName()));
     }
 }
 

@@ -104,8 +104,8 @@ py::ValuePtr readArchive(const char* data, size_t size, const QString& sourceNam
     const ZipReader zip(data, size, sourceName);
     const ZipReader::Record* pickleRecord = zip.find(QStringLiteral("data.pkl"));
     if (!pickleRecord) {
-        throw Error(QStringLiteral("%1: not a torch file (the archive has no data.pkl)")
-                        .arg(sourceName));
+        throw Error(
+            QStringLiteral("%1: not a torch file (the archive has no data.pkl)").arg(sourceName));
     }
 
     StorageLoader storages(zip, options, std::move(keepAlive));
@@ -140,8 +140,8 @@ py::ValuePtr readTorchFile(const QString& path, const TorchReadOptions& options)
         throw Error(QStringLiteral("cannot map %1: %2").arg(sourceName, file->errorString()));
     }
     qCDebug(lcIo) << "reading torch file" << path << size << "bytes";
-    return readArchive(reinterpret_cast<const char*>(mapped), static_cast<size_t>(size),
-                       sourceName, options, file);
+    return readArchive(reinterpret_cast<const char*>(mapped), static_cast<size_t>(size), sourceName,
+                       options, file);
 }
 
 py::ValuePtr readTorchBytes(const QByteArray& bytes, const QString& sourceName,

@@ -499,7 +499,9 @@ bool Reader::step(uint8_t opcode)
     case kBinBytes:
     case kShortBinBytes:
     case kBinBytes8: {
-        const size_t length = takeLength(opcode == kShortBinBytes ? 1 : opcode == kBinBytes ? 4 : 8);
+        const size_t length = takeLength(opcode == kShortBinBytes ? 1
+                                         : opcode == kBinBytes    ? 4
+                                                                  : 8);
         const auto* bytes = reinterpret_cast<const char*>(take(length));
         push(Value::bytes(QByteArray(bytes, static_cast<qsizetype>(length))));
         return true;

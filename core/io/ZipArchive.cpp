@@ -80,8 +80,8 @@ ZipReader::ZipReader(const char* data, size_t size, const QString& sourceName)
     uint64_t directorySize = readLittleEndian(m_data + end + 12, 4);
     uint64_t directoryOffset = readLittleEndian(m_data + end + 16, 4);
 
-    const bool zip64 = count == 0xffff || directorySize == 0xffffffff ||
-                       directoryOffset == 0xffffffff;
+    const bool zip64 =
+        count == 0xffff || directorySize == 0xffffffff || directoryOffset == 0xffffffff;
     if (zip64) {
         if (end < kZip64LocatorSize ||
             readLittleEndian(m_data + end - kZip64LocatorSize, 4) != kZip64LocatorSignature) {
@@ -296,11 +296,11 @@ void ZipWriter::finish()
         appendLittleEndian(record, entry.size, 4);
         appendLittleEndian(record, entry.size, 4);
         appendLittleEndian(record, static_cast<uint64_t>(entry.name.size()), 2);
-        appendLittleEndian(record, 0, 2);  // extra
-        appendLittleEndian(record, 0, 2);  // comment
-        appendLittleEndian(record, 0, 2);  // disk
-        appendLittleEndian(record, 0, 2);  // internal attributes
-        appendLittleEndian(record, 0, 4);  // external attributes
+        appendLittleEndian(record, 0, 2); // extra
+        appendLittleEndian(record, 0, 2); // comment
+        appendLittleEndian(record, 0, 2); // disk
+        appendLittleEndian(record, 0, 2); // internal attributes
+        appendLittleEndian(record, 0, 4); // external attributes
         appendLittleEndian(record, entry.localHeaderOffset, 4);
         record.append(entry.name);
         write(record);

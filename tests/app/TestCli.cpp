@@ -101,15 +101,17 @@ void TestCli::testEverySubcommandExplainsItsOptions_data()
     QTest::addColumn<QString>("command");
     QTest::addColumn<QStringList>("options");
     QTest::addRow("create") << "create"
-                            << QStringList{"--name", "--sizes", "--layers", "--activation",
-                                           "--layer-norm", "--dropout", "--activate-output",
-                                           "--init", "--init-std", "--seed", "--skip-connection",
-                                           "--info", "--force"};
+                            << QStringList{
+                                   "--name",       "--sizes",   "--layers",          "--activation",
+                                   "--layer-norm", "--dropout", "--activate-output", "--init",
+                                   "--init-std",   "--seed",    "--skip-connection", "--info",
+                                   "--force"};
     QTest::addRow("info") << "info" << QStringList{"--json"};
     QTest::addRow("lr-curve") << "lr-curve"
-                              << QStringList{"--steps", "--start", "--lr", "--cosine", "--max-lr",
-                                             "--min-lr", "--cycle-steps", "--cycle-mult",
-                                             "--warmup", "--gamma", "--csv"};
+                              << QStringList{"--steps",       "--start",      "--lr",
+                                             "--cosine",      "--max-lr",     "--min-lr",
+                                             "--cycle-steps", "--cycle-mult", "--warmup",
+                                             "--gamma",       "--csv"};
     QTest::addRow("probe") << "probe"
                            << QStringList{"--hypernetwork", "--strength", "--input", "--output"};
 }
@@ -125,7 +127,8 @@ void TestCli::testEverySubcommandExplainsItsOptions()
     for (const QString& option : options) {
         // The option's line carries a description, not only the option's name.
         const auto line = std::find_if(lines.begin(), lines.end(), [&](const QString& text) {
-            return text.trimmed().startsWith(option) || text.contains(QStringLiteral(", ") + option);
+            return text.trimmed().startsWith(option) ||
+                   text.contains(QStringLiteral(", ") + option);
         });
         QVERIFY2(line != lines.end(), qPrintable(option + QStringLiteral(" missing")));
         QVERIFY2(line->simplified().size() > option.size() + 12, qPrintable(*line));
@@ -136,13 +139,12 @@ void TestCli::testCreateWritesTheRequestedHypernetwork()
 {
     QTemporaryDir dir;
     const QString path = dir.filePath(QStringLiteral("style.pt"));
-    const Run create = hnstudio({QStringLiteral("create"), path, QStringLiteral("--sizes"),
-                                 QStringLiteral("12, 20"), QStringLiteral("--layers"),
-                                 QStringLiteral("1, 2, 1"), QStringLiteral("--activation"),
-                                 QStringLiteral("relu"), QStringLiteral("--layer-norm"),
-                                 QStringLiteral("--dropout"), QStringLiteral("0, 0.3, 0"),
-                                 QStringLiteral("--init"), QStringLiteral("KaimingNormal"),
-                                 QStringLiteral("--seed"), QStringLiteral("5")});
+    const Run create = hnstudio(
+        {QStringLiteral("create"), path, QStringLiteral("--sizes"), QStringLiteral("12, 20"),
+         QStringLiteral("--layers"), QStringLiteral("1, 2, 1"), QStringLiteral("--activation"),
+         QStringLiteral("relu"), QStringLiteral("--layer-norm"), QStringLiteral("--dropout"),
+         QStringLiteral("0, 0.3, 0"), QStringLiteral("--init"), QStringLiteral("KaimingNormal"),
+         QStringLiteral("--seed"), QStringLiteral("5")});
     QVERIFY2(create.exitCode == 0, qPrintable(create.err));
 
     const Hypernetwork hypernetwork = loadHypernetwork(path);
@@ -168,8 +170,9 @@ void TestCli::testCreateWritesTheRequestedHypernetwork()
     // The same seed gives the same start.
     const QString again = dir.filePath(QStringLiteral("again.pt"));
     hnstudio({QStringLiteral("create"), again, QStringLiteral("--sizes"), QStringLiteral("12, 20"),
-              QStringLiteral("--activation"), QStringLiteral("relu"), QStringLiteral("--layer-norm"),
-              QStringLiteral("--dropout"), QStringLiteral("0, 0.3, 0"), QStringLiteral("--init"),
+              QStringLiteral("--activation"), QStringLiteral("relu"),
+              QStringLiteral("--layer-norm"), QStringLiteral("--dropout"),
+              QStringLiteral("0, 0.3, 0"), QStringLiteral("--init"),
               QStringLiteral("KaimingNormal"), QStringLiteral("--seed"), QStringLiteral("5")});
     const std::vector<at::Tensor> a = hypernetwork.parameters();
     const std::vector<at::Tensor> b = loadHypernetwork(again).parameters();
@@ -182,10 +185,10 @@ void TestCli::testCreateRefusesBadInput_data()
 {
     QTest::addColumn<QStringList>("options");
     QTest::addColumn<QString>("expected");
-    QTest::addRow("dropout length") << QStringList{"--dropout", "0, 0.3"}
-                                    << "dropout structure '0, 0.3' has 2 entries";
-    QTest::addRow("layer structure") << QStringList{"--layers", "2, 1"}
-                                     << "must start and end with 1";
+    QTest::addRow("dropout length")
+        << QStringList{"--dropout", "0, 0.3"} << "dropout structure '0, 0.3' has 2 entries";
+    QTest::addRow("layer structure")
+        << QStringList{"--layers", "2, 1"} << "must start and end with 1";
     QTest::addRow("activation") << QStringList{"--activation", "wobble"}
                                 << "unknown activation 'wobble'";
     QTest::addRow("not a number") << QStringList{"--init-std", "big"} << "--init-std: 'big'";
@@ -262,11 +265,11 @@ void TestCli::testLrCurveReproducesStringReference()
     for (const QJsonValue& value : runs) {
         const QJsonObject run = value.toObject();
         const QJsonObject params = run.value(QStringLiteral("params")).toObject();
-        const Run curve = hnstudio(
-            {QStringLiteral("lr-curve"), QStringLiteral("--csv"), QStringLiteral("--lr"),
-             params.value(QStringLiteral("learn_rate")).toString(), QStringLiteral("--steps"),
-             number(params.value(QStringLiteral("max_steps"))), QStringLiteral("--start"),
-             number(params.value(QStringLiteral("cur_step")))});
+        const Run curve =
+            hnstudio({QStringLiteral("lr-curve"), QStringLiteral("--csv"), QStringLiteral("--lr"),
+                      params.value(QStringLiteral("learn_rate")).toString(),
+                      QStringLiteral("--steps"), number(params.value(QStringLiteral("max_steps"))),
+                      QStringLiteral("--start"), number(params.value(QStringLiteral("cur_step")))});
         QVERIFY2(curve.exitCode == 0, qPrintable(curve.err));
 
         // Early finish included: the curve ends where the schedule stops training.
@@ -283,7 +286,8 @@ void TestCli::testProbeHypernetworkReproducesReference_data()
 {
     QTest::addColumn<QString>("stem");
     QTest::addColumn<QString>("strength");
-    for (const char* stem : {"b_relu_1221_ln_drop", "r_realsizes_relu", "x_ext_skip_swish_121_ln"}) {
+    for (const char* stem :
+         {"b_relu_1221_ln_drop", "r_realsizes_relu", "x_ext_skip_swish_121_ln"}) {
         QTest::addRow("%s at 1", stem) << stem << "1";
         QTest::addRow("%s at 0.5", stem) << stem << "0.5";
     }
@@ -297,17 +301,17 @@ void TestCli::testProbeHypernetworkReproducesReference()
     const QString reference =
         test::referencePath(QStringLiteral("hypernetworks/%1.safetensors").arg(stem));
     const QString output = dir.filePath(QStringLiteral("out.safetensors"));
-    const Run run = hnstudio(
-        {QStringLiteral("probe"), QStringLiteral("hypernetwork"), QStringLiteral("--hypernetwork"),
-         test::referencePath(QStringLiteral("hypernetworks/%1.pt").arg(stem)),
-         QStringLiteral("--strength"), strength, QStringLiteral("--input"), reference,
-         QStringLiteral("--output"), output});
+    const Run run = hnstudio({QStringLiteral("probe"), QStringLiteral("hypernetwork"),
+                              QStringLiteral("--hypernetwork"),
+                              test::referencePath(QStringLiteral("hypernetworks/%1.pt").arg(stem)),
+                              QStringLiteral("--strength"), strength, QStringLiteral("--input"),
+                              reference, QStringLiteral("--output"), output});
     QVERIFY2(run.exitCode == 0, qPrintable(run.err));
 
     const io::SafeTensorsFile expected = io::SafeTensorsFile::open(reference);
     const io::SafeTensorsFile actual = io::SafeTensorsFile::open(output);
-    const QString suffix = strength == QLatin1String("1") ? QStringLiteral("_m1")
-                                                          : QStringLiteral("_m0.5");
+    const QString suffix =
+        strength == QLatin1String("1") ? QStringLiteral("_m1") : QStringLiteral("_m0.5");
     int compared = 0;
     for (const QString& name : actual.names()) {
         STUDIO_COMPARE_TENSORS(actual.tensor(name), expected.tensor(name + suffix), 1e-5, 1e-5);
@@ -319,7 +323,8 @@ void TestCli::testProbeHypernetworkReproducesReference()
 void TestCli::testProbeHypernetworkChain()
 {
     QTemporaryDir dir;
-    const QString reference = test::referencePath(QStringLiteral("hypernetworks/chain.safetensors"));
+    const QString reference =
+        test::referencePath(QStringLiteral("hypernetworks/chain.safetensors"));
     const QString output = dir.filePath(QStringLiteral("chain.safetensors"));
     const Run run = hnstudio(
         {QStringLiteral("probe"), QStringLiteral("hypernetwork"), QStringLiteral("--hypernetwork"),
@@ -337,9 +342,9 @@ void TestCli::testProbeHypernetworkChain()
     STUDIO_COMPARE_TENSORS(actual.tensor(QStringLiteral("v_20")),
                            expected.tensor(QStringLiteral("v_20")), 1e-5, 1e-5);
 
-    const Run missing = hnstudio({QStringLiteral("probe"), QStringLiteral("hypernetwork"),
-                                  QStringLiteral("--input"), reference, QStringLiteral("--output"),
-                                  output});
+    const Run missing =
+        hnstudio({QStringLiteral("probe"), QStringLiteral("hypernetwork"),
+                  QStringLiteral("--input"), reference, QStringLiteral("--output"), output});
     QCOMPARE(missing.exitCode, 2);
     QVERIFY(missing.err.contains(QStringLiteral("--hypernetwork is required")));
 }

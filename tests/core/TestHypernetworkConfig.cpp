@@ -35,33 +35,86 @@ void TestHypernetworkConfig::testInvalidConfigurationsAreExplained_data()
     QTest::addColumn<QString>("sizes");
     QTest::addColumn<QString>("expected");
 
-    QTest::addRow("structure not starting with 1")
-        << "2, 2, 1" << "0, 0, 0" << "relu" << "768" << "must start and end with 1";
-    QTest::addRow("structure not ending with 1")
-        << "1, 2, 2" << "0, 0, 0" << "relu" << "768" << "must start and end with 1";
-    QTest::addRow("structure too short") << "1" << "0" << "relu" << "768" << "at least two";
-    QTest::addRow("negative multiplier")
-        << "1, -2, 1" << "0, 0, 0" << "relu" << "768" << "positive number";
-    QTest::addRow("dropout too short")
-        << "1, 2, 1" << "0, 0.3" << "relu" << "768" << "has 2 entries but layer structure";
-    QTest::addRow("dropout too long")
-        << "1, 2, 1" << "0, 0.3, 0.3, 0" << "relu" << "768" << "has 4 entries";
-    QTest::addRow("dropout of one") << "1, 2, 1" << "0, 1, 0" << "relu" << "768" << "(0, 1)";
-    QTest::addRow("negative dropout") << "1, 2, 1" << "0, -0.1, 0" << "relu" << "768" << "(0, 1)";
-    QTest::addRow("dropout not starting with 0")
-        << "1, 2, 1" << "0.1, 0.2, 0" << "relu" << "768" << "must start and end with 0";
-    QTest::addRow("dropout after the output")
-        << "1, 2, 1" << "0, 0.2, 0.1" << "relu" << "768" << "must start and end with 0";
-    QTest::addRow("unknown activation")
-        << "1, 2, 1" << "0, 0, 0" << "wobble" << "768" << "unknown activation 'wobble'";
-    QTest::addRow("glu") << "1, 2, 1" << "0, 0, 0" << "glu" << "768" << "halves the layer width";
-    QTest::addRow("threshold") << "1, 2, 1" << "0, 0, 0" << "threshold" << "768"
+    QTest::addRow("structure not starting with 1") << "2, 2, 1"
+                                                   << "0, 0, 0"
+                                                   << "relu"
+                                                   << "768"
+                                                   << "must start and end with 1";
+    QTest::addRow("structure not ending with 1") << "1, 2, 2"
+                                                 << "0, 0, 0"
+                                                 << "relu"
+                                                 << "768"
+                                                 << "must start and end with 1";
+    QTest::addRow("structure too short") << "1"
+                                         << "0"
+                                         << "relu"
+                                         << "768"
+                                         << "at least two";
+    QTest::addRow("negative multiplier") << "1, -2, 1"
+                                         << "0, 0, 0"
+                                         << "relu"
+                                         << "768"
+                                         << "positive number";
+    QTest::addRow("dropout too short") << "1, 2, 1"
+                                       << "0, 0.3"
+                                       << "relu"
+                                       << "768"
+                                       << "has 2 entries but layer structure";
+    QTest::addRow("dropout too long") << "1, 2, 1"
+                                      << "0, 0.3, 0.3, 0"
+                                      << "relu"
+                                      << "768"
+                                      << "has 4 entries";
+    QTest::addRow("dropout of one") << "1, 2, 1"
+                                    << "0, 1, 0"
+                                    << "relu"
+                                    << "768"
+                                    << "(0, 1)";
+    QTest::addRow("negative dropout") << "1, 2, 1"
+                                      << "0, -0.1, 0"
+                                      << "relu"
+                                      << "768"
+                                      << "(0, 1)";
+    QTest::addRow("dropout not starting with 0") << "1, 2, 1"
+                                                 << "0.1, 0.2, 0"
+                                                 << "relu"
+                                                 << "768"
+                                                 << "must start and end with 0";
+    QTest::addRow("dropout after the output") << "1, 2, 1"
+                                              << "0, 0.2, 0.1"
+                                              << "relu"
+                                              << "768"
+                                              << "must start and end with 0";
+    QTest::addRow("unknown activation") << "1, 2, 1"
+                                        << "0, 0, 0"
+                                        << "wobble"
+                                        << "768"
+                                        << "unknown activation 'wobble'";
+    QTest::addRow("glu") << "1, 2, 1"
+                         << "0, 0, 0"
+                         << "glu"
+                         << "768"
+                         << "halves the layer width";
+    QTest::addRow("threshold") << "1, 2, 1"
+                               << "0, 0, 0"
+                               << "threshold"
+                               << "768"
                                << "needs arguments";
-    QTest::addRow("zero width layer")
-        << "1, 0.001, 1" << "0, 0, 0" << "relu" << "320" << "width 0 for module size 320";
-    QTest::addRow("duplicate size") << "1, 2, 1" << "0, 0, 0" << "relu" << "768, 768"
+    QTest::addRow("zero width layer") << "1, 0.001, 1"
+                                      << "0, 0, 0"
+                                      << "relu"
+                                      << "320"
+                                      << "width 0 for module size 320";
+    QTest::addRow("duplicate size") << "1, 2, 1"
+                                    << "0, 0, 0"
+                                    << "relu"
+                                    << "768, 768"
                                     << "listed twice";
-    QTest::addRow("zero size") << "1, 2, 1" << "0, 0, 0" << "relu" << "0" << "not a valid width";
+    QTest::addRow("zero size") << "1, 2, 1"
+                               << "0, 0, 0"
+                               << "relu"
+                               << "0"
+                               << "not a valid width";
 }
 
 void TestHypernetworkConfig::testInvalidConfigurationsAreExplained()
@@ -88,7 +141,8 @@ void TestHypernetworkConfig::testLoadedFilesAreCheckedLessStrictly()
     config.sizes = {16};
     config.dropoutStructure = {0.1, 0.2, 0.0, 0.5};
     validate(config, /*forCreation=*/false);
-    QCOMPARE(Hypernetwork::build(config).parameterCount(), int64_t(16 * 32 + 32 + 32 * 16 + 16) * 2);
+    QCOMPARE(Hypernetwork::build(config).parameterCount(),
+             int64_t(16 * 32 + 32 + 32 * 16 + 16) * 2);
 }
 
 void TestHypernetworkConfig::testListParsingNamesTheField()
@@ -140,8 +194,8 @@ void TestHypernetworkConfig::testEveryOfferedActivationRuns()
 
     // Legacy implicit softmax dimension: dim 0 for 3-D input.
     const at::Tensor softmax = run("softmax");
-    QVERIFY(at::allclose(Activation(ActivationKind::Softmax)->forward(input),
-                         at::softmax(input, 0)));
+    QVERIFY(
+        at::allclose(Activation(ActivationKind::Softmax)->forward(input), at::softmax(input, 0)));
     Q_UNUSED(softmax);
 }
 
@@ -165,18 +219,21 @@ void TestHypernetworkConfig::testModuleLayoutFollowsTheWebui_data()
     QTest::addColumn<QString>("dropout");
     QTest::addColumn<bool>("activateOutput");
     QTest::addColumn<QStringList>("keys");
-    QTest::addRow("linear") << "1, 2, 1" << "linear" << false << "0, 0, 0" << false
-                            << QStringList{"0", "1"};
-    QTest::addRow("relu") << "1, 2, 1" << "relu" << false << "0, 0, 0" << false
-                          << QStringList{"0", "2"};
-    QTest::addRow("relu dropout") << "1, 2, 1" << "relu" << false << "0, 0.3, 0" << false
+    QTest::addRow("linear") << "1, 2, 1"
+                            << "linear" << false << "0, 0, 0" << false << QStringList{"0", "1"};
+    QTest::addRow("relu") << "1, 2, 1"
+                          << "relu" << false << "0, 0, 0" << false << QStringList{"0", "2"};
+    QTest::addRow("relu dropout") << "1, 2, 1"
+                                  << "relu" << false << "0, 0.3, 0" << false
                                   << QStringList{"0", "3"};
-    QTest::addRow("relu norm dropout") << "1, 2, 1" << "relu" << true << "0, 0.3, 0" << false
-                                       << QStringList{"0", "2", "4", "5"};
-    QTest::addRow("relu output") << "1, 2, 1" << "relu" << false << "0, 0, 0" << true
-                                 << QStringList{"0", "2"};
-    QTest::addRow("swish deep dropout") << "1, 2, 2, 1" << "swish" << false << "0, 0.3, 0.3, 0"
-                                        << false << QStringList{"0", "3", "6"};
+    QTest::addRow("relu norm dropout")
+        << "1, 2, 1"
+        << "relu" << true << "0, 0.3, 0" << false << QStringList{"0", "2", "4", "5"};
+    QTest::addRow("relu output") << "1, 2, 1"
+                                 << "relu" << false << "0, 0, 0" << true << QStringList{"0", "2"};
+    QTest::addRow("swish deep dropout")
+        << "1, 2, 2, 1"
+        << "swish" << false << "0, 0.3, 0.3, 0" << false << QStringList{"0", "3", "6"};
 }
 
 void TestHypernetworkConfig::testModuleLayoutFollowsTheWebui()

@@ -43,18 +43,18 @@ QString treeDifference(const Value& ours, const Value& theirs, const QString& pa
         for (size_t i = 0; i < ours.entries().size(); ++i) {
             const py::DictEntry& a = ours.entries()[i];
             const py::DictEntry& b = theirs.entries()[i];
-            QString difference = treeDifference(*a.key, *b.key, path + QStringLiteral("/key"),
-                                                {}, true);
+            QString difference =
+                treeDifference(*a.key, *b.key, path + QStringLiteral("/key"), {}, true);
             if (!difference.isEmpty()) {
                 return difference;
             }
-            const QString keyText = a.key->is(Kind::String) ? a.key->toStr()
-                                                            : QString::number(a.key->toInt());
+            const QString keyText =
+                a.key->is(Kind::String) ? a.key->toStr() : QString::number(a.key->toInt());
             if (path.isEmpty() && skipValues.contains(keyText)) {
                 continue;
             }
-            difference = treeDifference(*a.value, *b.value, path + QLatin1Char('/') + keyText,
-                                        {}, compareTensorValues);
+            difference = treeDifference(*a.value, *b.value, path + QLatin1Char('/') + keyText, {},
+                                        compareTensorValues);
             if (!difference.isEmpty()) {
                 return difference;
             }
@@ -72,9 +72,9 @@ QString treeDifference(const Value& ours, const Value& theirs, const QString& pa
             return path + QStringLiteral(": lengths differ");
         }
         for (size_t i = 0; i < ours.items().size(); ++i) {
-            const QString difference = treeDifference(*ours.items()[i], *theirs.items()[i],
-                                                      path + QStringLiteral("[%1]").arg(i), {},
-                                                      compareTensorValues);
+            const QString difference =
+                treeDifference(*ours.items()[i], *theirs.items()[i],
+                               path + QStringLiteral("[%1]").arg(i), {}, compareTensorValues);
             if (!difference.isEmpty()) {
                 return difference;
             }
@@ -191,15 +191,20 @@ void TestHypernetworkFile::testCreatedFileMatchesWebuiLayout_data()
     QTest::addColumn<QString>("dropout"); // empty: "Use dropout" unchecked
     QTest::addColumn<bool>("activateOutput");
     QTest::addColumn<QString>("init");
-    QTest::addRow("linear 1-2-1") << "a_linear_121" << "1, 2, 1" << "linear" << false << ""
-                                  << false << "Normal";
+    QTest::addRow("linear 1-2-1") << "a_linear_121"
+                                  << "1, 2, 1"
+                                  << "linear" << false << "" << false << "Normal";
     QTest::addRow("relu layer norm dropout")
-        << "b_relu_1221_ln_drop" << "1, 2, 2, 1" << "relu" << true << "0, 0.3, 0.3, 0" << false
-        << "KaimingNormal";
-    QTest::addRow("swish output activation") << "c_swish_1p5_actout" << "1, 1.5, 1" << "swish"
-                                             << false << "" << true << "XavierUniform";
-    QTest::addRow("sigmoid dropout") << "i_sigmoid_1551_drop" << "1, 1.5, 1.5, 1" << "sigmoid"
-                                     << false << "0, 0.1, 0.2, 0" << false << "XavierUniform";
+        << "b_relu_1221_ln_drop"
+        << "1, 2, 2, 1"
+        << "relu" << true << "0, 0.3, 0.3, 0" << false << "KaimingNormal";
+    QTest::addRow("swish output activation") << "c_swish_1p5_actout"
+                                             << "1, 1.5, 1"
+                                             << "swish" << false << "" << true << "XavierUniform";
+    QTest::addRow("sigmoid dropout")
+        << "i_sigmoid_1551_drop"
+        << "1, 1.5, 1.5, 1"
+        << "sigmoid" << false << "0, 0.1, 0.2, 0" << false << "XavierUniform";
 }
 
 void TestHypernetworkFile::testCreatedFileMatchesWebuiLayout()
@@ -265,7 +270,8 @@ void TestHypernetworkFile::testResavedReferenceFilesAreUnchanged()
     const QString twice = dir.filePath(QStringLiteral("twice/net.pt"));
 
     saveHypernetwork(loadHypernetwork(path), once);
-    const QString difference = treeDifference(*readTree(once), *readTree(path), QString(), {}, true);
+    const QString difference =
+        treeDifference(*readTree(once), *readTree(path), QString(), {}, true);
     QVERIFY2(difference.isEmpty(), qPrintable(difference));
 
     // Saving what was loaded from our own file reproduces it byte for byte.
@@ -284,9 +290,9 @@ void TestHypernetworkFile::testLegacyFileLoadsWithWebuiDefaults()
     const at::Tensor b2 = at::randn({8});
     const QByteArray bytes =
         io::serializeTorch(legacyPickle(w1, b1, w2, b2), QStringLiteral("old"));
-    Hypernetwork hypernetwork = hypernetworkFromPickle(
-        io::readTorchBytes(bytes, QStringLiteral("old.pt")), QStringLiteral("old.pt"),
-        QStringLiteral("old"));
+    Hypernetwork hypernetwork =
+        hypernetworkFromPickle(io::readTorchBytes(bytes, QStringLiteral("old.pt")),
+                               QStringLiteral("old.pt"), QStringLiteral("old"));
 
     const HypernetworkConfig& config = hypernetwork.config();
     QCOMPARE(config.name, QStringLiteral("old"));
@@ -455,8 +461,8 @@ void TestHypernetworkFile::testOptimizerStateRejectedForAnotherFile()
 void TestHypernetworkFile::testMismatchedStateDictIsExplained()
 {
     // A relu file read as if it had no activation: the indices do not match (issue #3717).
-    ValuePtr root = io::readTorchFile(
-        test::referencePath(QStringLiteral("hypernetworks/f_elu.pt")));
+    ValuePtr root =
+        io::readTorchFile(test::referencePath(QStringLiteral("hypernetworks/f_elu.pt")));
     root->set(QStringLiteral("activation_func"), Value::none());
     STUDIO_VERIFY_ERROR(hypernetworkFromPickle(root, QStringLiteral("'f.pt'"), QString()),
                         "missing [linear.1.bias");
@@ -464,8 +470,8 @@ void TestHypernetworkFile::testMismatchedStateDictIsExplained()
 
 void TestHypernetworkFile::testWrongMetadataTypeNamesTheField()
 {
-    ValuePtr root = io::readTorchFile(
-        test::referencePath(QStringLiteral("hypernetworks/f_elu.pt")));
+    ValuePtr root =
+        io::readTorchFile(test::referencePath(QStringLiteral("hypernetworks/f_elu.pt")));
     root->set(QStringLiteral("layer_structure"), Value::string(QStringLiteral("1, 2, 1")));
     STUDIO_VERIFY_ERROR(hypernetworkFromPickle(root, QStringLiteral("'f.pt'"), QString()),
                         "field 'layer_structure' should be a list of numbers");

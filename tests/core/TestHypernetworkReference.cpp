@@ -72,7 +72,8 @@ QString childRepr(const std::shared_ptr<torch::nn::Module>& child, const QString
             .arg(formatFloat(norm->options.eps()));
     }
     if (const auto* dropout = child->as<torch::nn::Dropout>()) {
-        return QStringLiteral("Dropout(p=%1, inplace=False)").arg(formatFloat(dropout->options.p()));
+        return QStringLiteral("Dropout(p=%1, inplace=False)")
+            .arg(formatFloat(dropout->options.p()));
     }
     if (auto* block = child->as<ResBlock>()) {
         return QStringLiteral("ResBlock(\n%1  (linear): %2\n%1)")
@@ -102,14 +103,14 @@ struct Expectation
 std::vector<Expectation> allEntries()
 {
     std::vector<Expectation> entries;
-    for (const QJsonValue& value : readJsonArray(test::referencePath(
-             QStringLiteral("hypernetworks/index.json")))) {
+    for (const QJsonValue& value :
+         readJsonArray(test::referencePath(QStringLiteral("hypernetworks/index.json")))) {
         if (value.toObject().contains(QStringLiteral("pt"))) { // not the chain's entry
             entries.push_back({value.toObject(), false});
         }
     }
-    for (const QJsonValue& value : readJsonArray(test::referencePath(
-             QStringLiteral("hypernetworks/index_extension.json")))) {
+    for (const QJsonValue& value :
+         readJsonArray(test::referencePath(QStringLiteral("hypernetworks/index_extension.json")))) {
         entries.push_back({value.toObject(), true});
     }
     return entries;
@@ -142,8 +143,8 @@ void TestHypernetworkReference::initTestCase()
     // Every .pt of the folder is described by an index entry, so none goes untested.
     const QDir folder(test::referencePath(QStringLiteral("hypernetworks")));
     const auto files = folder.entryList({QStringLiteral("*.pt")}, QDir::Files);
-    QVERIFY2(!files.isEmpty(), qPrintable(QStringLiteral("no reference hypernetworks in '%1'")
-                                              .arg(folder.path())));
+    QVERIFY2(!files.isEmpty(),
+             qPrintable(QStringLiteral("no reference hypernetworks in '%1'").arg(folder.path())));
     QCOMPARE(m_entries.size(), static_cast<size_t>(files.size()));
 }
 
@@ -161,8 +162,8 @@ void TestHypernetworkReference::testOutputsMatchReference()
     QFETCH(int, index);
     const QJsonObject entry = m_entries[static_cast<size_t>(index)].entry;
     const QString folder = QStringLiteral("hypernetworks/");
-    Hypernetwork hypernetwork =
-        loadHypernetwork(test::referencePath(folder + entry.value(QStringLiteral("pt")).toString()));
+    Hypernetwork hypernetwork = loadHypernetwork(
+        test::referencePath(folder + entry.value(QStringLiteral("pt")).toString()));
     const io::SafeTensorsFile expected = io::SafeTensorsFile::open(
         test::referencePath(folder + entry.value(QStringLiteral("safetensors")).toString()));
 
@@ -221,12 +222,10 @@ void TestHypernetworkReference::testFreshInitResidualMatchesReference()
         const QString size = QString::number(pair.size);
         const at::Tensor context = expected.tensor(QStringLiteral("context_") + size);
         const auto [k, v] = hypernetwork.apply(context);
-        STUDIO_COMPARE_TENSORS(k - context,
-                               expected.tensor(QStringLiteral("k_%1_m1").arg(size)) - context,
-                               1e-6, 0.0);
-        STUDIO_COMPARE_TENSORS(v - context,
-                               expected.tensor(QStringLiteral("v_%1_m1").arg(size)) - context,
-                               1e-6, 0.0);
+        STUDIO_COMPARE_TENSORS(
+            k - context, expected.tensor(QStringLiteral("k_%1_m1").arg(size)) - context, 1e-6, 0.0);
+        STUDIO_COMPARE_TENSORS(
+            v - context, expected.tensor(QStringLiteral("v_%1_m1").arg(size)) - context, 1e-6, 0.0);
     }
 }
 
@@ -259,7 +258,8 @@ void TestHypernetworkReference::testUnetHypernetworksLoadInReferenceParameterOrd
     QTest::addColumn<QString>("trainStepFile");
     QTest::addRow("sd1 relu layer norm") << "unet_sd1_hn_relu_121_ln.pt"
                                          << "unet_sd1_train_step.safetensors";
-    QTest::addRow("sd2 swish") << "unet_sd2_hn_swish_0p5.pt" << "unet_sd2_train_step.safetensors";
+    QTest::addRow("sd2 swish") << "unet_sd2_hn_swish_0p5.pt"
+                               << "unet_sd2_train_step.safetensors";
     QTest::addRow("sd1 second tanh") << "unet_sd1_hn2_tanh_1p5.pt" << QString();
 }
 
@@ -280,8 +280,10 @@ void TestHypernetworkReference::testUnetHypernetworksLoadInReferenceParameterOrd
         for (int j = 0; j < 2; ++j) {
             const HypernetworkModule& module = j == 0 ? pair.k : pair.v;
             for (const auto& item : module->named_parameters()) {
-                ours << QStringLiteral("%1.%2.%3").arg(pair.size).arg(j).arg(
-                    QString::fromStdString(item.key()));
+                ours << QStringLiteral("%1.%2.%3")
+                            .arg(pair.size)
+                            .arg(j)
+                            .arg(QString::fromStdString(item.key()));
             }
         }
     }

@@ -35,8 +35,7 @@ const char* const kOrderedDict =
     "58010000006171034b02752e";
 // os.system, protocol 2 and protocol 4 (STACK_GLOBAL)
 const char* const kOsSystem = "800263706f7369780a73797374656d0a71002e";
-const char* const kOsSystemStack =
-    "80049514000000000000008c05706f736978948c0673797374656d9493942e";
+const char* const kOsSystemStack = "80049514000000000000008c05706f736978948c0673797374656d9493942e";
 // b'\x00\x01' in protocol 2 is pickled through _codecs.encode, which is refused too.
 const char* const kBytesProtocol2 =
     "8002635f636f646563730a656e636f64650a710058020000000001710158060000006c6174696e3171028671"
@@ -141,8 +140,9 @@ void TestPickle::testRoundTripKeepsEveryKind()
     ordered->setAttributes(attributes);
 
     ValuePtr root = Value::dict();
-    const std::vector<int64_t> integers = {0, 255, 256, 65535, 65536, -1, INT32_MIN, INT32_MAX,
-                                           int64_t(1) << 40, INT64_MIN, INT64_MAX};
+    const std::vector<int64_t> integers = {
+        0,         255,      256, 65535, 65536, -1, INT32_MIN, INT32_MAX, int64_t(1) << 40,
+        INT64_MIN, INT64_MAX};
     ValuePtr integerList = Value::list();
     for (int64_t value : integers) {
         integerList->append(Value::integer(value));
@@ -153,8 +153,8 @@ void TestPickle::testRoundTripKeepsEveryKind()
     root->set(Value::integer(768), Value::tuple({ordered, Value::none(), Value::boolean(true)}));
     root->set(QStringLiteral("tuples"),
               Value::tuple({Value::tuple(), Value::tuple({Value::integer(1)}),
-                            Value::tuple({Value::integer(1), Value::integer(2),
-                                          Value::integer(3), Value::integer(4)})}));
+                            Value::tuple({Value::integer(1), Value::integer(2), Value::integer(3),
+                                          Value::integer(4)})}));
 
     const py::Pickled pickled = py::pickle(root);
     QVERIFY(pickled.storages.empty());
@@ -194,8 +194,8 @@ void TestPickle::testForeignGlobalsAreRefused_data()
     QTest::addRow("os.system") << hex(kOsSystem) << "posix.system";
     QTest::addRow("os.system via stack global") << hex(kOsSystemStack) << "posix.system";
     QTest::addRow("codecs encode") << hex(kBytesProtocol2) << "_codecs.encode";
-    QTest::addRow("builtins eval") << ops({0x80, 2}) + text("cbuiltins\neval\n.")
-                                   << "builtins.eval";
+    QTest::addRow("builtins eval")
+        << ops({0x80, 2}) + text("cbuiltins\neval\n.") << "builtins.eval";
 }
 
 void TestPickle::testForeignGlobalsAreRefused()
@@ -232,8 +232,8 @@ void TestPickle::testHostilePicklesFailCleanly_data()
     QTest::addRow("huge long4") << ops({0x80, 2, 0x8b, 0, 0, 0, 0x80, '.'}) << "runs past the end";
     QTest::addRow("wide long1") << ops({0x80, 2, 0x8a, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, '.'})
                                 << "wider than 64 bits";
-    QTest::addRow("undefined memo") << ops({0x80, 2, 'j', 0xff, 0xff, 0xff, 0x7f, '.'})
-                                    << "used before it is defined";
+    QTest::addRow("undefined memo")
+        << ops({0x80, 2, 'j', 0xff, 0xff, 0xff, 0x7f, '.'}) << "used before it is defined";
     QTest::addRow("append to nothing") << ops({0x80, 2, 'a', '.'}) << "stack is empty";
     QTest::addRow("setitems without mark") << ops({0x80, 2, '}', 'u', '.'}) << "no mark";
     QTest::addRow("append to int") << ops({0x80, 2, 'K', 1, 'K', 2, 'a', '.'}) << "APPEND on a int";
@@ -246,16 +246,16 @@ void TestPickle::testHostilePicklesFailCleanly_data()
     QTest::addRow("change after use")
         << ops({0x80, 2, ']', 'q', 0, ']', 'h', 0, 'a', 'h', 0, 'N', 'a', '.'})
         << "changes a list after using it";
-    QTest::addRow("persistent id without archive") << ops({0x80, 2, 'N', 'Q', '.'})
-                                                   << "external data";
+    QTest::addRow("persistent id without archive")
+        << ops({0x80, 2, 'N', 'Q', '.'}) << "external data";
     QTest::addRow("ordered dict with arguments")
         << ops({0x80, 2}) + text("ccollections\nOrderedDict\n") + ops({'K', 1, 0x85, 'R', '.'})
         << "built with arguments";
     QTest::addRow("reduce of a string")
         << ops({0x80, 2, 'X', 1, 0, 0, 0, 'f', ')', 'R', '.'}) << "REDUCE calls a str";
     QTest::addRow("build on a list") << ops({0x80, 2, ']', '}', 'b', '.'}) << "BUILD on a list";
-    QTest::addRow("unterminated global") << ops({0x80, 2}) + text("ccollections")
-                                         << "not terminated";
+    QTest::addRow("unterminated global")
+        << ops({0x80, 2}) + text("ccollections") << "not terminated";
 
     // Nesting deeper than the limit, built through the memo: [[[[...]]]] 150 levels.
     QByteArray deep = ops({0x80, 2});

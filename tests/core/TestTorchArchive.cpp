@@ -80,11 +80,11 @@ QByteArray tensorPickle(uint32_t numel, uint32_t size)
     pickle += "ctorch\nFloatStorage\n";
     pickle += QByteArray::fromHex("5801000000") + "0";
     pickle += QByteArray::fromHex("5803000000") + "cpu";
-    pickle += "J" + littleEndian32(numel) + "tQ";       // the id tuple, persistent load
-    pickle += QByteArray::fromHex("4b00");              // storage offset 0
-    pickle += "J" + littleEndian32(size) + "\x85";      // (size,)
-    pickle += QByteArray::fromHex("4b018589");          // (1,), requires_grad False
-    pickle += "ccollections\nOrderedDict\n)RtR.";      // hooks, then the call
+    pickle += "J" + littleEndian32(numel) + "tQ";  // the id tuple, persistent load
+    pickle += QByteArray::fromHex("4b00");         // storage offset 0
+    pickle += "J" + littleEndian32(size) + "\x85"; // (size,)
+    pickle += QByteArray::fromHex("4b018589");     // (1,), requires_grad False
+    pickle += "ccollections\nOrderedDict\n)RtR.";  // hooks, then the call
     return pickle;
 }
 
@@ -249,8 +249,8 @@ void TestTorchArchive::testHostileTensorDescriptions_data()
         << archiveWithPickle(tensorPickle(0x7fffffff, 4), fourFloats) << "claims 2147483647";
     QTest::addRow("tensor larger than its storage")
         << archiveWithPickle(tensorPickle(4, 0x7fffffff), fourFloats) << "past the end";
-    QTest::addRow("missing storage record") << archiveWithPickle(tensorPickle(4, 4))
-                                            << "storage '0' is missing";
+    QTest::addRow("missing storage record")
+        << archiveWithPickle(tensorPickle(4, 4)) << "storage '0' is missing";
 }
 
 void TestTorchArchive::testHostileTensorDescriptions()

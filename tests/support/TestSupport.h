@@ -50,16 +50,18 @@ inline QString shapeOf(const at::Tensor& tensor)
 }
 
 // Compares shapes and values; reports the worst element on failure.
-#define STUDIO_COMPARE_TENSORS(actual, expected, atol, rtol)                                      \
+#define STUDIO_COMPARE_TENSORS(actual, expected, atol, rtol)                                       \
     do {                                                                                           \
-        const at::Tensor studioActual = (actual);                                                 \
-        const at::Tensor studioExpected = (expected);                                             \
-        QCOMPARE(studio::test::shapeOf(studioActual), studio::test::shapeOf(studioExpected));     \
+        const at::Tensor studioActual = (actual);                                                  \
+        const at::Tensor studioExpected = (expected);                                              \
+        QCOMPARE(studio::test::shapeOf(studioActual), studio::test::shapeOf(studioExpected));      \
         const double studioExcess =                                                                \
             studio::test::toleranceExcess(studioActual, studioExpected, (atol), (rtol));           \
         if (studioExcess > 0) {                                                                    \
             const double studioMaxDiff =                                                           \
-                (studioActual.to(at::kDouble) - studioExpected.to(at::kDouble)).abs().max()       \
+                (studioActual.to(at::kDouble) - studioExpected.to(at::kDouble))                    \
+                    .abs()                                                                         \
+                    .max()                                                                         \
                     .item<double>();                                                               \
             QFAIL(qPrintable(QStringLiteral("tensors differ: max |diff| %1 exceeds tolerance by "  \
                                             "%2")                                                  \
@@ -81,12 +83,12 @@ inline QString errorMessageOf(const std::function<void()>& body)
 
 #define STUDIO_VERIFY_ERROR(body, expectedPart)                                                    \
     do {                                                                                           \
-        const QString studioMessage = studio::test::errorMessageOf([&] { body; });                \
+        const QString studioMessage = studio::test::errorMessageOf([&] { body; });                 \
         if (studioMessage.isNull()) {                                                              \
-            QFAIL("expected a studio::Error, but none was thrown");                               \
+            QFAIL("expected a studio::Error, but none was thrown");                                \
         }                                                                                          \
-        if (!studioMessage.contains((expectedPart), Qt::CaseInsensitive)) {                       \
-            QFAIL(qPrintable(QStringLiteral("error message '%1' does not contain '%2'")           \
+        if (!studioMessage.contains((expectedPart), Qt::CaseInsensitive)) {                        \
+            QFAIL(qPrintable(QStringLiteral("error message '%1' does not contain '%2'")            \
                                  .arg(studioMessage, QString(expectedPart))));                     \
         }                                                                                          \
     } while (false)
