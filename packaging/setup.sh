@@ -21,7 +21,7 @@ jobs="$(nproc)"
 packages=(
     cmake ninja-build g++ ccache pkg-config
     libtorch-dev libopenblas0 zlib1g-dev
-    qt6-base-dev libqcustomplot-dev libopencv-dev
+    qt6-base-dev libqcustomplot-dev libopencv-dev libyaml-cpp-dev
     xvfb
 )
 

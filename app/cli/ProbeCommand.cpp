@@ -5,8 +5,12 @@
 #include "app/cli/Commands.h"
 
 #include "core/Error.h"
+#include "core/diffusion/ModelLoader.h"
+#include "core/diffusion/Vae.h"
 #include "core/hypernetwork/HypernetworkFile.h"
 #include "core/io/SafeTensors.h"
+#include "core/io/TensorSource.h"
+#include "core/text/ClipTextEncoder.h"
 
 #include <ATen/ATen.h>
 #include <torch/utils.h>
@@ -82,6 +86,105 @@ int probeHypernetwork(const QCommandLineParser& parser)
     return kExitOk;
 }
 
+at::Tensor requireTensor(const io::SafeTensorsFile& file, const QString& name)
+{
+    if (!file.contains(name)) {
+        throw Error(QStringLiteral("'%1' has no tensor '%2'")
+                        .arg(QDir::toNativeSeparators(file.path()), name));
+    }
+    return file.tensor(name, at::kFloat);
+}
+
+std::unique_ptr<io::TensorSource> openModel(const QCommandLineParser& parser)
+{
+    const QString modelPath = parser.value(QStringLiteral("model"));
+    if (modelPath.isEmpty()) {
+        failUsage(QStringLiteral("--model is required for this component"));
+    }
+    return io::openTensorSource(modelPath);
+}
+
+ModelConfig modelConfig(const QCommandLineParser& parser, const io::TensorSource& source)
+{
+    return resolveModelConfig(parser.value(QStringLiteral("model")),
+                              parser.value(QStringLiteral("config")), source);
+}
+
+int probeUnet(const QCommandLineParser& parser)
+{
+    const auto source = openModel(parser);
+    ModelConfig config = modelConfig(parser, *source);
+    UNetModel unet = loadUNet(*source, config);
+
+    std::vector<Hypernetwork> chain;
+    if (parser.isSet(QStringLiteral("hypernetwork"))) {
+        chain = loadChain(parser);
+    }
+    for (const Hypernetwork& hypernetwork : chain) {
+        unet->runtime().hypernetworks.push_back(&hypernetwork);
+    }
+
+    const io::SafeTensorsFile input =
+        io::SafeTensorsFile::open(parser.value(QStringLiteral("input")));
+    torch::NoGradGuard noGrad;
+    const at::Tensor out = unet->forward(requireTensor(input, QStringLiteral("x")),
+                                         requireTensor(input, QStringLiteral("timesteps")),
+                                         requireTensor(input, QStringLiteral("context")));
+    io::writeSafeTensors(parser.value(QStringLiteral("output")), {{QStringLiteral("out"), out}});
+    return kExitOk;
+}
+
+int probeVae(const QCommandLineParser& parser, bool encode)
+{
+    const auto source = openModel(parser);
+    const ModelConfig config = modelConfig(parser, *source);
+    AutoencoderKL vae = loadVae(*source, findVaePrefix(*source), config.scaleFactor);
+    const io::SafeTensorsFile input =
+        io::SafeTensorsFile::open(parser.value(QStringLiteral("input")));
+
+    torch::NoGradGuard noGrad;
+    std::vector<std::pair<QString, at::Tensor>> outputs;
+    if (encode) {
+        const VaePosterior posterior = vae->encode(requireTensor(input, QStringLiteral("image")));
+        outputs = {{QStringLiteral("posterior_mean"), posterior.mean},
+                   {QStringLiteral("posterior_logvar"), posterior.logvar}};
+    } else {
+        outputs = {{QStringLiteral("decoded"), vae->decode(requireTensor(input, QStringLiteral("z")))}};
+    }
+    io::writeSafeTensors(parser.value(QStringLiteral("output")), outputs);
+    return kExitOk;
+}
+
+int probeTextEncoder(const QCommandLineParser& parser)
+{
+    const auto source = openModel(parser);
+    const ModelConfig config = modelConfig(parser, *source);
+    const QVariant heads = config.textParams.value(QStringLiteral("heads"));
+    DetectedClipText detected = detectClipTextEncoder(
+        *source, heads.isValid() ? std::optional<int>(heads.toInt()) : std::nullopt);
+    if (config.textParams.value(QStringLiteral("layer")).toString() ==
+        QLatin1String("penultimate")) {
+        detected.config.clipSkip = 2;
+    }
+    if (parser.isSet(QStringLiteral("clip-skip"))) {
+        if (detected.config.layout != ClipTextLayout::Sd1HuggingFace) {
+            failUsage(QStringLiteral("--clip-skip applies to SD1 models; SD2 always uses the "
+                                     "penultimate layer"));
+        }
+        detected.config.clipSkip =
+            static_cast<int>(integerOption(parser, QStringLiteral("clip-skip")));
+    }
+    ClipTextEncoder encoder = loadClipTextEncoder(*source, detected.config, detected.prefix);
+    const io::SafeTensorsFile input =
+        io::SafeTensorsFile::open(parser.value(QStringLiteral("input")));
+
+    torch::NoGradGuard noGrad;
+    const at::Tensor ids = requireTensor(input, QStringLiteral("input_ids")).to(at::kLong);
+    io::writeSafeTensors(parser.value(QStringLiteral("output")),
+                         {{QStringLiteral("context"), encoder->forward(ids)}});
+    return kExitOk;
+}
+
 int probe(const QStringList& arguments)
 {
     QCommandLineParser parser;
@@ -89,7 +192,12 @@ int probe(const QStringList& arguments)
         "Runs one component on tensors read from a safetensors file and writes its outputs.\n"
         "Components:\n"
         "  hypernetwork  reads every context_<width> tensor and writes k_<width> and v_<width>,\n"
-        "                the contexts the attention's to_k and to_v receive."));
+        "                the contexts the attention's to_k and to_v receive.\n"
+        "  unet          reads x, timesteps and context and writes out, with the hypernetworks\n"
+        "                given by --hypernetwork applied in every attention layer.\n"
+        "  vae-encode    reads image (in [-1, 1]) and writes posterior_mean, posterior_logvar.\n"
+        "  vae-decode    reads z and writes decoded.\n"
+        "  text-encoder  reads input_ids and writes context, the conditioning the UNet gets."));
     parser.addHelpOption();
     parser.addOptions({
         {QStringLiteral("hypernetwork"),
@@ -99,13 +207,25 @@ int probe(const QStringList& arguments)
         {QStringLiteral("strength"),
          QStringLiteral("Strength for hypernetworks given without one. Default: 1."),
          QStringLiteral("S")},
+        {QStringLiteral("model"),
+         QStringLiteral("The Stable Diffusion checkpoint (.safetensors or .ckpt)."),
+         QStringLiteral("CKPT")},
+        {QStringLiteral("config"),
+         QStringLiteral("The ldm YAML config. Default: the .yaml beside the checkpoint, else the "
+                        "architecture is detected from the weights."),
+         QStringLiteral("YAML")},
+        {QStringLiteral("clip-skip"),
+         QStringLiteral("SD1 text encoder: use the output of the N-th layer from the end, then "
+                        "the final layer norm (webui's CLIP skip). Default: the config's layer."),
+         QStringLiteral("N")},
         {QStringLiteral("input"), QStringLiteral("The safetensors file with the inputs."),
          QStringLiteral("IN.safetensors")},
         {QStringLiteral("output"), QStringLiteral("The safetensors file to write."),
          QStringLiteral("OUT.safetensors")},
     });
     parser.addPositionalArgument(QStringLiteral("COMPONENT"),
-                                 QStringLiteral("The component to run: hypernetwork."));
+                                 QStringLiteral("The component to run: hypernetwork, unet, "
+                                                "vae-encode, vae-decode, text-encoder."));
     if (!parseArguments(parser, arguments)) {
         return kExitOk;
     }
@@ -119,11 +239,22 @@ int probe(const QStringList& arguments)
             failUsage(QStringLiteral("--%1 is required").arg(QString::fromLatin1(required)));
         }
     }
-    if (positional.front() == QLatin1String("hypernetwork")) {
+    const QString component = positional.front();
+    if (component == QLatin1String("hypernetwork")) {
         return probeHypernetwork(parser);
     }
-    failUsage(
-        QStringLiteral("unknown component '%1'; available: hypernetwork").arg(positional.front()));
+    if (component == QLatin1String("unet")) {
+        return probeUnet(parser);
+    }
+    if (component == QLatin1String("vae-encode") || component == QLatin1String("vae-decode")) {
+        return probeVae(parser, component == QLatin1String("vae-encode"));
+    }
+    if (component == QLatin1String("text-encoder")) {
+        return probeTextEncoder(parser);
+    }
+    failUsage(QStringLiteral("unknown component '%1'; available: hypernetwork, unet, vae-encode, "
+                             "vae-decode, text-encoder")
+                  .arg(component));
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 // The hnstudio command line, run as a user runs it: exit codes, messages, files, and the
 // reference numbers of the original implementation.
 
+#include "support/CliRunner.h"
 #include "support/TestSupport.h"
 
 #include "core/hypernetwork/HypernetworkFile.h"
@@ -11,28 +12,17 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QObject>
-#include <QProcess>
 #include <QTemporaryDir>
 
 using namespace studio;
 
 namespace {
 
-struct Run
-{
-    int exitCode = -1;
-    QString out;
-    QString err;
-};
+using Run = test::CliRun;
 
 Run hnstudio(const QStringList& arguments)
 {
-    QProcess process;
-    process.start(QStringLiteral(HNSTUDIO_BINARY), arguments);
-    process.waitForFinished(120000);
-    return {process.exitStatus() == QProcess::NormalExit ? process.exitCode() : -1,
-            QString::fromUtf8(process.readAllStandardOutput()),
-            QString::fromUtf8(process.readAllStandardError())};
+    return test::runHnstudio(arguments);
 }
 
 QJsonArray readJsonArray(const QString& path)
