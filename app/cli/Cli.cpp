@@ -16,11 +16,12 @@ struct Command
     int (*run)(const QStringList& arguments);
 };
 
-constexpr std::array<Command, 4> kCommands = {{
+constexpr std::array<Command, 5> kCommands = {{
     {"create", "create a new hypernetwork file", runCreate},
     {"info", "show the structure and metadata of a hypernetwork file", runInfo},
     {"lr-curve", "print the learning rate of every step of a schedule", runLrCurve},
     {"probe", "run one component on tensors from a safetensors file", runProbe},
+    {"tokenize", "print the CLIP token ids of texts", runTokenize},
 }};
 
 void printOverview()

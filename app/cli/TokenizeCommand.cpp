@@ -35,22 +35,30 @@ QJsonArray idsJson(const std::vector<int>& ids)
     return array;
 }
 
-int tokenize(const QStringList& arguments)
+void describeOptions(QCommandLineParser& parser)
 {
-    QCommandLineParser parser;
     parser.setApplicationDescription(QStringLiteral(
-        "Prints the CLIP token ids of each TEXT: [49406 (start), up to 75 BPE ids, 49407 (end)],\n"
-        "padded to 77 with 49407, exactly as openai/CLIP tokenizes for SD1. Prompt emphasis\n"
-        "such as (word:1.2) is not parsed. Output: one JSON array holding one array per TEXT."));
+        "Prints the CLIP token ids of each TEXT as openai/CLIP's tokenizer gives them: 49406\n"
+        "(start), up to 75 BPE ids, 49407 (end), padded to 77 with 49407 as for SD1. Prompt\n"
+        "emphasis such as (word:1.2) is not parsed. Output: one JSON array holding one array of\n"
+        "77 ids per TEXT."));
     parser.addHelpOption();
     parser.addOption({QStringLiteral("vocab"),
                       QStringLiteral("The CLIP vocabulary: bpe_simple_vocab_16e6.txt[.gz], a "
                                      "vocab.json with merges.txt beside it, or a folder holding "
                                      "them. Default: searched in the Hugging Face cache."),
                       QStringLiteral("PATH")});
-    parser.addPositionalArgument(QStringLiteral("TEXT"),
-                                 QStringLiteral("A text to tokenize; quote texts with spaces."),
-                                 QStringLiteral("TEXT..."));
+    parser.addPositionalArgument(
+        QStringLiteral("TEXT"),
+        QStringLiteral("A text to tokenize; quote texts with spaces, put -- "
+                       "before texts that start with '-'."),
+        QStringLiteral("TEXT..."));
+}
+
+int tokenize(const QStringList& arguments)
+{
+    QCommandLineParser parser;
+    describeOptions(parser);
     if (!parseArguments(parser, arguments)) {
         return kExitOk;
     }

@@ -11,6 +11,7 @@
 #include <QObject>
 #include <QTest>
 
+#include <algorithm>
 #include <optional>
 
 using namespace studio;

@@ -84,28 +84,6 @@ at::Tensor trainingLoss(UNetModel& unet, const io::SafeTensorsFile& step)
     return (output - step.tensor(QStringLiteral("target"))).pow(2).mean();
 }
 
-// A parameter after an AdamW step (lr 1e-3). Where the reference gradient is at the noise level
-// of two correct float32 implementations (below `noiseLevel`), the first Adam step
-// lr * g / (|g| + eps) is dominated by that noise (reference README, tolerances), so those
-// elements may differ by up to the update's full range, 2 * lr; everywhere else by 1e-5.
-// Returns how many elements were that sensitive.
-int64_t compareAfterAdamStep(const at::Tensor& actual, const at::Tensor& expected,
-                             const at::Tensor& referenceGrad, double noiseLevel)
-{
-    const at::Tensor sensitive = referenceGrad.abs() < noiseLevel;
-    const at::Tensor diff = (actual.detach() - expected).abs();
-    const double stable = diff.masked_fill(sensitive, 0.0).max().item<double>();
-    const double noisy = diff.masked_fill(sensitive.logical_not(), 0.0).max().item<double>();
-    if (stable > 1e-5 || noisy > 2.1e-3) {
-        QTest::qFail(qPrintable(QStringLiteral("after the step: max |diff| %1 where the gradient "
-                                               "is determined, %2 where it is noise")
-                                    .arg(stable)
-                                    .arg(noisy)),
-                     __FILE__, __LINE__);
-    }
-    return sensitive.sum().item<int64_t>();
-}
-
 std::vector<at::Tensor> gradientsOf(UNetModel& unet, Hypernetwork& hypernetwork,
                                     const at::Tensor& x, const at::Tensor& t,
                                     const at::Tensor& context)
@@ -252,7 +230,7 @@ void TestUNet::testTrainingStepsMatchReference()
     int64_t total = 0;
     for (qsizetype i = 0; i < names.size(); ++i) {
         const at::Tensor grad = step.tensor(QStringLiteral("grad.") + names[i]);
-        sensitive += compareAfterAdamStep(parameters[static_cast<size_t>(i)],
+        sensitive += test::compareAfterAdamStep(parameters[static_cast<size_t>(i)],
                                           step.tensor(QStringLiteral("param_after.") + names[i]),
                                           grad, 1e-4 * largest);
         total += grad.numel();
@@ -268,7 +246,7 @@ void TestUNet::testTrainingStepsMatchReference()
     loss2.backward();
     optimizer.step();
     for (qsizetype i = 0; i < names.size(); ++i) {
-        compareAfterAdamStep(parameters[static_cast<size_t>(i)],
+        test::compareAfterAdamStep(parameters[static_cast<size_t>(i)],
                              step.tensor(QStringLiteral("param_after_step2.") + names[i]),
                              step.tensor(QStringLiteral("grad.") + names[i]), 1e-4 * largest);
     }
