@@ -10,6 +10,8 @@
 
 #include "FuzzTargets.h"
 
+#include "core/io/ZipArchive.h"
+
 #include <QByteArray>
 #include <QCoreApplication>
 #include <QElapsedTimer>
@@ -84,6 +86,18 @@ QByteArray mutate(const std::vector<QByteArray>& seeds, std::mt19937_64& random)
     return input;
 }
 
+// The unpickler's seeds are the pickles inside torch files, so a .pt seed gives its data.pkl.
+QByteArray seedFor(const std::string& target, const QByteArray& bytes)
+{
+    if (target != "unpickler" || !bytes.startsWith("PK")) {
+        return bytes;
+    }
+    const studio::io::ZipReader zip(bytes.constData(), static_cast<size_t>(bytes.size()),
+                                    QStringLiteral("seed"));
+    const studio::io::ZipReader::Record* pickle = zip.find(QStringLiteral("data.pkl"));
+    return QByteArray(zip.recordData(*pickle, false), static_cast<qsizetype>(pickle->size));
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -101,7 +115,7 @@ int main(int argc, char** argv)
     for (int i = 3; i < argc; ++i) {
         QFile file(QString::fromLocal8Bit(argv[i]));
         if (file.open(QIODevice::ReadOnly)) {
-            seeds.push_back(file.readAll());
+            seeds.push_back(seedFor(argv[1], file.readAll()));
         }
     }
     if (seeds.empty()) {

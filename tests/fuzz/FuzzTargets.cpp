@@ -5,6 +5,8 @@
 #include "core/io/TorchArchive.h"
 #include "core/io/Unpickler.h"
 
+#include <ATen/ATen.h>
+
 #include <QCoreApplication>
 #include <QDir>
 #include <QFile>
