@@ -68,6 +68,7 @@ private Q_SLOTS:
     void testProbeHypernetworkReproducesReference_data();
     void testProbeHypernetworkReproducesReference();
     void testProbeHypernetworkChain();
+    void testTokenizeReproducesReference();
 };
 
 void TestCli::testOverviewAndVersion()
@@ -337,6 +338,30 @@ void TestCli::testProbeHypernetworkChain()
                   QStringLiteral("--input"), reference, QStringLiteral("--output"), output});
     QCOMPARE(missing.exitCode, 2);
     QVERIFY(missing.err.contains(QStringLiteral("--hypernetwork is required")));
+}
+
+void TestCli::testTokenizeReproducesReference()
+{
+    QFile file(test::referencePath(QStringLiteral("tokenizer/tokenizer_cases.json")));
+    QVERIFY(file.open(QIODevice::ReadOnly));
+    const QJsonArray cases =
+        QJsonDocument::fromJson(file.readAll()).object().value(QStringLiteral("cases")).toArray();
+    QVERIFY(cases.size() >= 10);
+
+    QStringList arguments = {QStringLiteral("tokenize"), QStringLiteral("--vocab"),
+                             test::referencePath(QStringLiteral("tokenizer/bpe_simple_vocab_16e6.txt.gz"))};
+    for (const QJsonValue& entry : cases) {
+        arguments << entry.toObject().value(QStringLiteral("text")).toString();
+    }
+    const Run run = hnstudio(arguments);
+    QVERIFY2(run.exitCode == 0, qPrintable(run.err));
+
+    const QJsonArray actual = QJsonDocument::fromJson(run.out.toUtf8()).array();
+    QCOMPARE(actual.size(), cases.size());
+    for (qsizetype i = 0; i < cases.size(); ++i) {
+        QCOMPARE(actual[i].toArray(),
+                 cases[i].toObject().value(QStringLiteral("input_ids_pad_eot")).toArray());
+    }
 }
 
 QTEST_GUILESS_MAIN(TestCli)
