@@ -173,8 +173,8 @@ QJsonObject describeModel(const QString& path, const QString& yaml)
 
 void printModelText(const QJsonObject& info)
 {
-    for (const char* key : {"file", "family", "parameterization", "config_source", "tensors",
-                            "components"}) {
+    for (const char* key :
+         {"file", "family", "parameterization", "config_source", "tensors", "components"}) {
         const QString name = QString::fromLatin1(key);
         out() << (name + QLatin1Char(':')).leftJustified(24) << displayValue(info.value(name))
               << '\n';

@@ -149,7 +149,8 @@ int probeVae(const QCommandLineParser& parser, bool encode)
         outputs = {{QStringLiteral("posterior_mean"), posterior.mean},
                    {QStringLiteral("posterior_logvar"), posterior.logvar}};
     } else {
-        outputs = {{QStringLiteral("decoded"), vae->decode(requireTensor(input, QStringLiteral("z")))}};
+        outputs = {
+            {QStringLiteral("decoded"), vae->decode(requireTensor(input, QStringLiteral("z")))}};
     }
     io::writeSafeTensors(parser.value(QStringLiteral("output")), outputs);
     return kExitOk;

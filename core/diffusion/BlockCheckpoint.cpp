@@ -100,9 +100,9 @@ public:
 
         variable_list grads(4 + parameters.size());
         if (!targets.empty() && output.requires_grad()) {
-            const variable_list computed = torch::autograd::grad(
-                {output}, targets, {gradOutputs[0]}, /*retain_graph=*/false,
-                /*create_graph=*/false, /*allow_unused=*/true);
+            const variable_list computed =
+                torch::autograd::grad({output}, targets, {gradOutputs[0]}, /*retain_graph=*/false,
+                                      /*create_graph=*/false, /*allow_unused=*/true);
             for (size_t i = 0; i < computed.size(); ++i) {
                 grads[slots[i]] = computed[i];
             }

@@ -138,7 +138,8 @@ void detectUnet(const io::TensorSource& source, ModelConfig& model)
     const QString middle = kUnetPrefix + QStringLiteral("middle_block.1.");
     config.contextDim =
         dim(source, middle + QStringLiteral("transformer_blocks.0.attn2.to_k.weight"), 1);
-    config.useLinearInTransformer = source.shape(middle + QStringLiteral("proj_in.weight")).size() == 2;
+    config.useLinearInTransformer =
+        source.shape(middle + QStringLiteral("proj_in.weight")).size() == 2;
     config.transformerDepth = 0;
     while (has(source, middle + QStringLiteral("transformer_blocks.%1.norm1.weight")
                                     .arg(config.transformerDepth))) {
@@ -206,10 +207,13 @@ ModelConfig readLdmConfig(const QString& yamlPath)
     if (!unetParams.isEmpty()) {
         model.unet = withContext(name, [&] { return UNetConfig::fromLdmParams(unetParams); });
     }
-    model.vaeParams = mapAt(params, {QStringLiteral("first_stage_config"), QStringLiteral("params")});
-    model.textParams = mapAt(params, {QStringLiteral("cond_stage_config"), QStringLiteral("params")});
-    const QString textTarget =
-        mapAt(params, {QStringLiteral("cond_stage_config")}).value(QStringLiteral("target")).toString();
+    model.vaeParams =
+        mapAt(params, {QStringLiteral("first_stage_config"), QStringLiteral("params")});
+    model.textParams =
+        mapAt(params, {QStringLiteral("cond_stage_config"), QStringLiteral("params")});
+    const QString textTarget = mapAt(params, {QStringLiteral("cond_stage_config")})
+                                   .value(QStringLiteral("target"))
+                                   .toString();
     // SD2's traits: the OpenCLIP text encoder, 1024-wide context, linear transformer
     // projections, heads of a fixed width.
     const bool sd2 = textTarget.contains(QStringLiteral("OpenCLIP")) ||
@@ -217,8 +221,8 @@ ModelConfig readLdmConfig(const QString& yamlPath)
                      model.unet.numHeadChannels != -1;
     model.family = sd2 ? ModelFamily::Sd2 : ModelFamily::Sd1;
 
-    model.vPrediction = params.value(QStringLiteral("parameterization")).toString() ==
-                        QLatin1String("v");
+    model.vPrediction =
+        params.value(QStringLiteral("parameterization")).toString() == QLatin1String("v");
     model.vPredictionKnown = true;
     model.scaleFactor = params.value(QStringLiteral("scale_factor"), model.scaleFactor).toDouble();
     model.linearStart = params.value(QStringLiteral("linear_start"), model.linearStart).toDouble();

@@ -42,16 +42,17 @@ class UNetResBlockImpl : public torch::nn::Module
 public:
     UNetResBlockImpl(int inChannels, int outChannels, int embedWidth)
     {
-        m_in = register_module("in_layers", torch::nn::Sequential(groupNorm(inChannels, kGroupNormEpsilon),
-                                                                  torch::nn::SiLU(),
-                                                                  conv3x3(inChannels, outChannels)));
-        m_emb = register_module("emb_layers", torch::nn::Sequential(
-                                                  torch::nn::SiLU(),
-                                                  torch::nn::Linear(embedWidth, outChannels)));
-        m_out = register_module(
-            "out_layers",
-            torch::nn::Sequential(groupNorm(outChannels, kGroupNormEpsilon), torch::nn::SiLU(),
-                                  torch::nn::Dropout(0.0), conv3x3(outChannels, outChannels)));
+        m_in = register_module("in_layers",
+                               torch::nn::Sequential(groupNorm(inChannels, kGroupNormEpsilon),
+                                                     torch::nn::SiLU(),
+                                                     conv3x3(inChannels, outChannels)));
+        m_emb = register_module(
+            "emb_layers",
+            torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(embedWidth, outChannels)));
+        m_out = register_module("out_layers",
+                                torch::nn::Sequential(groupNorm(outChannels, kGroupNormEpsilon),
+                                                      torch::nn::SiLU(), torch::nn::Dropout(0.0),
+                                                      conv3x3(outChannels, outChannels)));
         if (inChannels != outChannels) {
             m_skip = register_module("skip_connection", conv1x1(inChannels, outChannels));
         }
@@ -191,10 +192,9 @@ public:
     at::Tensor forward(const at::Tensor& x)
     {
         namespace F = torch::nn::functional;
-        const at::Tensor up = F::interpolate(
-            x, F::InterpolateFuncOptions()
-                   .scale_factor(std::vector<double>{2.0, 2.0})
-                   .mode(torch::kNearest));
+        const at::Tensor up = F::interpolate(x, F::InterpolateFuncOptions()
+                                                    .scale_factor(std::vector<double>{2.0, 2.0})
+                                                    .mode(torch::kNearest));
         return m_conv->forward(up);
     }
 
@@ -208,8 +208,7 @@ TORCH_MODULE(Upsample);
 class UNetBlockImpl : public torch::nn::Module
 {
 public:
-    template <typename Layer>
-    void add(Layer layer)
+    template <typename Layer> void add(Layer layer)
     {
         register_module(std::to_string(m_layers.size()), layer.ptr());
         m_layers.push_back(layer.ptr());
@@ -257,16 +256,16 @@ at::Tensor splitHeads(const at::Tensor& x, int heads)
     // [B, N, H*d] -> [B*H, N, d], row b*H + h (spec 1.7)
     const int64_t batch = x.size(0);
     const int64_t tokens = x.size(1);
-    return x.reshape({batch, tokens, heads, -1}).permute({0, 2, 1, 3}).reshape(
-        {batch * heads, tokens, -1});
+    return x.reshape({batch, tokens, heads, -1})
+        .permute({0, 2, 1, 3})
+        .reshape({batch * heads, tokens, -1});
 }
 
 at::Tensor mergeHeads(const at::Tensor& x, int heads)
 {
     const int64_t batch = x.size(0) / heads;
     const int64_t tokens = x.size(1);
-    return x.reshape({batch, heads, tokens, -1}).permute({0, 2, 1, 3}).reshape(
-        {batch, tokens, -1});
+    return x.reshape({batch, heads, tokens, -1}).permute({0, 2, 1, 3}).reshape({batch, tokens, -1});
 }
 
 at::Tensor plainAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -405,7 +404,8 @@ at::Tensor timestepEmbedding(const at::Tensor& timesteps, int dim)
     // In float32 and in ldm's order: exp(-ln(10000) * i / half); args = t * freqs;
     // [cos(args), sin(args)] (spec 1.2).
     const int half = dim / 2;
-    const at::TensorOptions options = at::TensorOptions().dtype(at::kFloat).device(timesteps.device());
+    const at::TensorOptions options =
+        at::TensorOptions().dtype(at::kFloat).device(timesteps.device());
     const at::Tensor freqs = (at::arange(0, half, options) * -std::log(10000.0) / half).exp();
     const at::Tensor args = timesteps.to(at::kFloat).unsqueeze(1) * freqs.unsqueeze(0);
     at::Tensor embedding = at::cat({args.cos(), args.sin()}, /*dim=*/-1);
@@ -415,8 +415,8 @@ at::Tensor timestepEmbedding(const at::Tensor& timesteps, int dim)
     return embedding;
 }
 
-CrossAttentionImpl::CrossAttentionImpl(int queryWidth, int contextWidth, int heads,
-                                       int headWidth, std::shared_ptr<const UNetRuntime> runtime)
+CrossAttentionImpl::CrossAttentionImpl(int queryWidth, int contextWidth, int heads, int headWidth,
+                                       std::shared_ptr<const UNetRuntime> runtime)
     : m_heads(heads), m_headWidth(headWidth), m_runtime(std::move(runtime))
 {
     const int inner = heads * headWidth;
@@ -454,12 +454,11 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(int width, int contextDim, 
                                                      std::shared_ptr<const UNetRuntime> runtime)
 {
     m_attn1 = register_module("attn1", CrossAttention(width, width, heads, headWidth, runtime));
-    m_feedForward = register_module(
-        "ff", std::make_shared<torch::nn::Module>())
-                        ->register_module("net", torch::nn::ModuleList(
-                                                     Geglu(width, width * 4),
-                                                     torch::nn::Dropout(0.0),
-                                                     torch::nn::Linear(width * 4, width)));
+    m_feedForward =
+        register_module("ff", std::make_shared<torch::nn::Module>())
+            ->register_module("net", torch::nn::ModuleList(Geglu(width, width * 4),
+                                                           torch::nn::Dropout(0.0),
+                                                           torch::nn::Linear(width * 4, width)));
     m_attn2 =
         register_module("attn2", CrossAttention(width, contextDim, heads, headWidth, runtime));
     auto layerNorm = [width] {

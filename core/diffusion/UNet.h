@@ -118,8 +118,7 @@ public:
     /// x [B, inChannels, h, w], timesteps [B] (real values), context [B, T, contextDim]
     /// -> [B, outChannels, h, w]. h and w should be multiples of 2^(levels-1); other sizes are
     /// handled as the webui does (the upsampled features are resized to their skip's size).
-    at::Tensor forward(const at::Tensor& x, const at::Tensor& timesteps,
-                       const at::Tensor& context);
+    at::Tensor forward(const at::Tensor& x, const at::Tensor& timesteps, const at::Tensor& context);
 
     const UNetConfig& config() const { return m_config; }
     UNetRuntime& runtime() { return *m_runtime; }

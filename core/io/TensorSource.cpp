@@ -89,8 +89,7 @@ private:
                             .arg(m_name, root->typeName()));
         }
         const py::ValuePtr stateDict = root->get(QStringLiteral("state_dict"));
-        const py::ValuePtr& tensors =
-            stateDict && stateDict->is(py::Kind::Dict) ? stateDict : root;
+        const py::ValuePtr& tensors = stateDict && stateDict->is(py::Kind::Dict) ? stateDict : root;
         for (const py::DictEntry& entry : tensors->entries()) {
             if (entry.key->is(py::Kind::String) && entry.value->is(py::Kind::Tensor)) {
                 m_order << entry.key->toStr();

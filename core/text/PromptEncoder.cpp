@@ -7,8 +7,7 @@ namespace studio {
 
 PromptEncoder::PromptEncoder(ClipTokenizer tokenizer, ClipTextEncoder encoder,
                              PromptChunkingOptions options)
-    : m_tokenizer(std::move(tokenizer)), m_encoder(std::move(encoder)),
-      m_options(options),
+    : m_tokenizer(std::move(tokenizer)), m_encoder(std::move(encoder)), m_options(options),
       m_zeroPadding(m_encoder->config().layout == ClipTextLayout::Sd2OpenClip)
 {
     m_tokenizer.setUnescapeHtml(m_zeroPadding);

@@ -348,8 +348,9 @@ void TestCli::testTokenizeReproducesReference()
         QJsonDocument::fromJson(file.readAll()).object().value(QStringLiteral("cases")).toArray();
     QVERIFY(cases.size() >= 10);
 
-    QStringList arguments = {QStringLiteral("tokenize"), QStringLiteral("--vocab"),
-                             test::referencePath(QStringLiteral("tokenizer/bpe_simple_vocab_16e6.txt.gz"))};
+    QStringList arguments = {
+        QStringLiteral("tokenize"), QStringLiteral("--vocab"),
+        test::referencePath(QStringLiteral("tokenizer/bpe_simple_vocab_16e6.txt.gz"))};
     for (const QJsonValue& entry : cases) {
         arguments << entry.toObject().value(QStringLiteral("text")).toString();
     }

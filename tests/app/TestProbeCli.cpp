@@ -48,8 +48,8 @@ void compare(const QString& outputFile, const QString& outputName, const QString
 
 QJsonObject infoJson(const QStringList& arguments)
 {
-    const test::CliRun run =
-        test::runHnstudio(QStringList{QStringLiteral("info"), QStringLiteral("--json")} + arguments);
+    const test::CliRun run = test::runHnstudio(
+        QStringList{QStringLiteral("info"), QStringLiteral("--json")} + arguments);
     if (run.exitCode != 0) {
         qWarning().noquote() << run.err;
     }
@@ -78,11 +78,11 @@ private:
 void TestProbeCli::testUnet()
 {
     const QString forward = QStringLiteral("unet/unet_sd1_forward.safetensors");
-    compare(probe(m_dir, QStringLiteral("unet"), QStringLiteral("unet/unet_sd1_weights.safetensors"),
-                  forward),
+    compare(probe(m_dir, QStringLiteral("unet"),
+                  QStringLiteral("unet/unet_sd1_weights.safetensors"), forward),
             QStringLiteral("out"), forward, QStringLiteral("out"));
-    compare(probe(m_dir, QStringLiteral("unet"), QStringLiteral("unet/unet_sd1_weights.safetensors"),
-                  forward,
+    compare(probe(m_dir, QStringLiteral("unet"),
+                  QStringLiteral("unet/unet_sd1_weights.safetensors"), forward,
                   {QStringLiteral("--hypernetwork"),
                    test::referencePath(QStringLiteral("unet/unet_sd1_hn_relu_121_ln.pt")),
                    QStringLiteral("--hypernetwork"),
@@ -91,10 +91,11 @@ void TestProbeCli::testUnet()
             QStringLiteral("out"), forward, QStringLiteral("out_hn_chain"));
 
     const QString sd2 = QStringLiteral("unet/unet_sd2_forward.safetensors");
-    compare(probe(m_dir, QStringLiteral("unet"), QStringLiteral("unet/unet_sd2_weights.safetensors"),
-                  sd2, {QStringLiteral("--hypernetwork"),
-                        test::referencePath(QStringLiteral("unet/unet_sd2_hn_swish_0p5.pt")) +
-                            QStringLiteral(":0.5")}),
+    compare(probe(m_dir, QStringLiteral("unet"),
+                  QStringLiteral("unet/unet_sd2_weights.safetensors"), sd2,
+                  {QStringLiteral("--hypernetwork"),
+                   test::referencePath(QStringLiteral("unet/unet_sd2_hn_swish_0p5.pt")) +
+                       QStringLiteral(":0.5")}),
             QStringLiteral("out"), sd2, QStringLiteral("out_hn_m0.5"));
 }
 
@@ -105,8 +106,8 @@ void TestProbeCli::testVae()
                                   QStringLiteral("vae/vae_weights.safetensors"), io);
     compare(encoded, QStringLiteral("posterior_mean"), io, QStringLiteral("posterior_mean"));
     compare(encoded, QStringLiteral("posterior_logvar"), io, QStringLiteral("posterior_logvar"));
-    compare(probe(m_dir, QStringLiteral("vae-decode"), QStringLiteral("vae/vae_weights.safetensors"),
-                  io),
+    compare(probe(m_dir, QStringLiteral("vae-decode"),
+                  QStringLiteral("vae/vae_weights.safetensors"), io),
             QStringLiteral("decoded"), io, QStringLiteral("decoded"));
 }
 
@@ -132,20 +133,23 @@ void TestProbeCli::testFullModelComponents()
             QStringLiteral("context"));
 
     // The pipeline's image -> posterior mean through the single-file checkpoint's VAE.
-    compare(probe(m_dir, QStringLiteral("vae-encode"), model, io),
-            QStringLiteral("posterior_mean"), io, QStringLiteral("posterior_mean"));
+    compare(probe(m_dir, QStringLiteral("vae-encode"), model, io), QStringLiteral("posterior_mean"),
+            io, QStringLiteral("posterior_mean"));
 }
 
 void TestProbeCli::testInfoReadsTheConfig()
 {
-    const QJsonObject full = infoJson({test::referencePath(QStringLiteral("full/tiny_sd1.safetensors"))});
+    const QJsonObject full =
+        infoJson({test::referencePath(QStringLiteral("full/tiny_sd1.safetensors"))});
     QCOMPARE(full.value(QStringLiteral("family")).toString(), QStringLiteral("SD1"));
     QCOMPARE(full.value(QStringLiteral("parameterization")).toString(), QStringLiteral("eps"));
-    QVERIFY(full.value(QStringLiteral("config_source")).toString().contains(
-        QStringLiteral("tiny_sd1.yaml")));
+    QVERIFY(full.value(QStringLiteral("config_source"))
+                .toString()
+                .contains(QStringLiteral("tiny_sd1.yaml")));
     QCOMPARE(full.value(QStringLiteral("components")).toArray().size(), 3);
-    QCOMPARE(full.value(QStringLiteral("unet")).toObject().value(QStringLiteral("num_heads")).toInt(),
-             4);
+    QCOMPARE(
+        full.value(QStringLiteral("unet")).toObject().value(QStringLiteral("num_heads")).toInt(),
+        4);
 
     const QJsonObject sd2 =
         infoJson({test::referencePath(QStringLiteral("unet/unet_sd2_weights.safetensors"))});
@@ -161,8 +165,8 @@ void TestProbeCli::testInfoDetectsWithoutConfig()
     QVERIFY(QFile::copy(test::referencePath(QStringLiteral("unet/unet_sd1_weights.safetensors")),
                         copy));
     const QJsonObject info = infoJson({copy});
-    QVERIFY(info.value(QStringLiteral("config_source")).toString().contains(
-        QStringLiteral("weights")));
+    QVERIFY(
+        info.value(QStringLiteral("config_source")).toString().contains(QStringLiteral("weights")));
     const QJsonObject unet = info.value(QStringLiteral("unet")).toObject();
     QCOMPARE(unet.value(QStringLiteral("model_channels")).toInt(), 32);
     QCOMPARE(unet.value(QStringLiteral("channel_mult")).toArray(), (QJsonArray{1, 2}));
@@ -176,7 +180,8 @@ void TestProbeCli::testMissingInputTensorIsNamed()
 {
     const test::CliRun run = test::runHnstudio(
         {QStringLiteral("probe"), QStringLiteral("vae-decode"), QStringLiteral("--model"),
-         test::referencePath(QStringLiteral("vae/vae_weights.safetensors")), QStringLiteral("--input"),
+         test::referencePath(QStringLiteral("vae/vae_weights.safetensors")),
+         QStringLiteral("--input"),
          test::referencePath(QStringLiteral("unet/unet_sd1_forward.safetensors")),
          QStringLiteral("--output"), m_dir.filePath(QStringLiteral("x.safetensors"))});
     QCOMPARE(run.exitCode, 1);

@@ -126,7 +126,8 @@ void TestFullPipeline::testTextConditioning()
     const io::SafeTensorsFile io = pipeline();
     const DetectedClipText detected = detectClipTextEncoder(
         *m_model.source, m_model.config.textParams.value(QStringLiteral("heads")).toInt());
-    ClipTextEncoder encoder = loadClipTextEncoder(*m_model.source, detected.config, detected.prefix);
+    ClipTextEncoder encoder =
+        loadClipTextEncoder(*m_model.source, detected.config, detected.prefix);
 
     torch::NoGradGuard noGrad;
     for (const QString& prefix : {QString(), QStringLiteral("uncond_")}) {
@@ -165,31 +166,30 @@ void TestFullPipeline::testTrainingStep()
     hypernetwork.train(true);
     m_model.unet->runtime().hypernetworks = {&hypernetwork};
     // The shared UNet must not keep a pointer to this local once the test returns, even early.
-    const std::shared_ptr<void> detach(nullptr, [this](void*) {
-        m_model.unet->runtime().hypernetworks.clear();
-    });
+    const std::shared_ptr<void> detach(
+        nullptr, [this](void*) { m_model.unet->runtime().hypernetworks.clear(); });
     torch::optim::AdamW optimizer(hypernetwork.parameters(),
                                   torch::optim::AdamWOptions(1e-3).weight_decay(0.01));
 
     const at::Tensor output =
         m_model.unet->forward(xT, timesteps.to(at::kFloat), io.tensor(QStringLiteral("context")));
     STUDIO_COMPARE_TENSORS(output, io.tensor(QStringLiteral("model_output")), 1e-4, 1e-4);
-    const at::Tensor target =
-        schedule.trainingTarget(Parameterization::Eps, io.tensor(QStringLiteral("latent")), noise,
-                                timesteps);
+    const at::Tensor target = schedule.trainingTarget(
+        Parameterization::Eps, io.tensor(QStringLiteral("latent")), noise, timesteps);
     const at::Tensor loss = (output - target).pow(2).mean();
     QVERIFY(std::abs(loss.item<double>() / io.tensor(QStringLiteral("loss")).item<double>() - 1.0) <
             1e-5);
 
     loss.backward();
-    const QJsonArray order = QJsonDocument::fromJson(
-        io.metadata().at(QStringLiteral("param_order")).toUtf8()).array();
+    const QJsonArray order =
+        QJsonDocument::fromJson(io.metadata().at(QStringLiteral("param_order")).toUtf8()).array();
     const std::vector<at::Tensor> parameters = hypernetwork.parameters();
     QCOMPARE(parameters.size(), static_cast<size_t>(order.size()));
     double largest = 0.0;
     for (const QJsonValue& name : order) {
-        largest = std::max(largest, io.tensor(QStringLiteral("grad.") + name.toString())
-                                        .abs().max().item<double>());
+        largest = std::max(
+            largest,
+            io.tensor(QStringLiteral("grad.") + name.toString()).abs().max().item<double>());
     }
     for (qsizetype i = 0; i < order.size(); ++i) {
         const QString name = order[i].toString();

@@ -40,9 +40,9 @@ void TestPromptEncoder::initTestCase()
     const DetectedClipText detected =
         detectClipTextEncoder(*source, config.textParams.value(QStringLiteral("heads")).toInt());
     m_encoder = loadClipTextEncoder(*source, detected.config, detected.prefix);
-    m_prompts = std::make_unique<PromptEncoder>(
-        ClipTokenizer(test::referencePath(QStringLiteral("tokenizer/bpe_simple_vocab_16e6.txt.gz"))),
-        m_encoder);
+    m_prompts = std::make_unique<PromptEncoder>(ClipTokenizer(test::referencePath(QStringLiteral(
+                                                    "tokenizer/bpe_simple_vocab_16e6.txt.gz"))),
+                                                m_encoder);
 }
 
 void TestPromptEncoder::testPlainPromptsMatchReference()
@@ -53,8 +53,8 @@ void TestPromptEncoder::testPlainPromptsMatchReference()
         m_prompts->encode({QStringLiteral("a photo of a cat sitting on a red sofa"),
                            QStringLiteral("a watercolor painting of a lighthouse at dusk")});
     STUDIO_COMPARE_TENSORS(context, io.tensor(QStringLiteral("context")), 1e-4, 1e-4);
-    STUDIO_COMPARE_TENSORS(m_prompts->encode({QString()}), io.tensor(QStringLiteral("uncond_context")),
-                           1e-4, 1e-4);
+    STUDIO_COMPARE_TENSORS(m_prompts->encode({QString()}),
+                           io.tensor(QStringLiteral("uncond_context")), 1e-4, 1e-4);
 }
 
 void TestPromptEncoder::testEmphasisScalesAndRestoresTheMean()

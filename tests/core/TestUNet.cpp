@@ -68,8 +68,10 @@ QStringList parameterNames(const Hypernetwork& hypernetwork)
         for (int j = 0; j < 2; ++j) {
             const HypernetworkModule& module = j == 0 ? pair.k : pair.v;
             for (const auto& item : module->named_parameters()) {
-                names << QStringLiteral("%1.%2.%3").arg(pair.size).arg(j).arg(
-                    QString::fromStdString(item.key()));
+                names << QStringLiteral("%1.%2.%3")
+                             .arg(pair.size)
+                             .arg(j)
+                             .arg(QString::fromStdString(item.key()));
             }
         }
     }
@@ -78,9 +80,9 @@ QStringList parameterNames(const Hypernetwork& hypernetwork)
 
 at::Tensor trainingLoss(UNetModel& unet, const io::SafeTensorsFile& step)
 {
-    const at::Tensor output = unet->forward(step.tensor(QStringLiteral("x_t")),
-                                            step.tensor(QStringLiteral("timesteps")),
-                                            step.tensor(QStringLiteral("context")));
+    const at::Tensor output =
+        unet->forward(step.tensor(QStringLiteral("x_t")), step.tensor(QStringLiteral("timesteps")),
+                      step.tensor(QStringLiteral("context")));
     return (output - step.tensor(QStringLiteral("target"))).pow(2).mean();
 }
 
@@ -135,20 +137,24 @@ void TestUNet::testForwardMatchesReference_data()
     const QString sd2Hn = QStringLiteral("unet_sd2_hn_swish_0p5.pt");
     for (const char* unet : {"unet_sd1", "unet_sd2"}) {
         const QString hn = QLatin1String(unet) == QLatin1String("unet_sd1") ? sd1Hn : sd2Hn;
-        QTest::addRow("%s plain", unet) << unet << "" << "out" << QStringList() << QList<double>();
-        QTest::addRow("%s non-square", unet)
-            << unet << "_nonsquare" << "out_nonsquare" << QStringList() << QList<double>();
+        QTest::addRow("%s plain", unet) << unet << ""
+                                        << "out" << QStringList() << QList<double>();
+        QTest::addRow("%s non-square", unet) << unet << "_nonsquare"
+                                             << "out_nonsquare" << QStringList() << QList<double>();
         QTest::addRow("%s hypernetwork", unet)
-            << unet << "" << "out_hn_m1" << QStringList{hn} << QList<double>{1.0};
+            << unet << ""
+            << "out_hn_m1" << QStringList{hn} << QList<double>{1.0};
         QTest::addRow("%s hypernetwork at 0.5", unet)
-            << unet << "" << "out_hn_m0.5" << QStringList{hn} << QList<double>{0.5};
+            << unet << ""
+            << "out_hn_m0.5" << QStringList{hn} << QList<double>{0.5};
         QTest::addRow("%s hypernetwork non-square", unet)
-            << unet << "_nonsquare" << "out_nonsquare_hn_m1" << QStringList{hn}
-            << QList<double>{1.0};
+            << unet << "_nonsquare"
+            << "out_nonsquare_hn_m1" << QStringList{hn} << QList<double>{1.0};
     }
     QTest::addRow("unet_sd1 two hypernetworks")
-        << "unet_sd1" << "" << "out_hn_chain" << QStringList{sd1Hn, sd1Hn2}
-        << QList<double>{1.0, 0.5};
+        << "unet_sd1"
+        << ""
+        << "out_hn_chain" << QStringList{sd1Hn, sd1Hn2} << QList<double>{1.0, 0.5};
 }
 
 void TestUNet::testForwardMatchesReference()
@@ -182,8 +188,10 @@ void TestUNet::testTrainingStepsMatchReference_data()
 {
     QTest::addColumn<QString>("unet");
     QTest::addColumn<QString>("hypernetworkFile");
-    QTest::addRow("sd1 eps") << "unet_sd1" << "unet_sd1_hn_relu_121_ln.pt";
-    QTest::addRow("sd2 v") << "unet_sd2" << "unet_sd2_hn_swish_0p5.pt";
+    QTest::addRow("sd1 eps") << "unet_sd1"
+                             << "unet_sd1_hn_relu_121_ln.pt";
+    QTest::addRow("sd2 v") << "unet_sd2"
+                           << "unet_sd2_hn_swish_0p5.pt";
 }
 
 void TestUNet::testTrainingStepsMatchReference()
@@ -197,8 +205,10 @@ void TestUNet::testTrainingStepsMatchReference()
     hypernetwork.train(true);
     model->runtime().hypernetworks = {&hypernetwork};
     const QStringList names = parameterNames(hypernetwork);
-    const QJsonArray nearZero = QJsonDocument::fromJson(
-        step.metadata().at(QStringLiteral("near_zero_grad_params")).toUtf8()).array();
+    const QJsonArray nearZero =
+        QJsonDocument::fromJson(
+            step.metadata().at(QStringLiteral("near_zero_grad_params")).toUtf8())
+            .array();
 
     // webui: AdamW over Hypernetwork.weights() with torch's defaults and lr 1e-3.
     torch::optim::AdamW optimizer(hypernetwork.parameters(),
@@ -211,8 +221,8 @@ void TestUNet::testTrainingStepsMatchReference()
     loss.backward();
     double largest = 0.0;
     for (qsizetype i = 0; i < names.size(); ++i) {
-        largest = std::max(largest, step.tensor(QStringLiteral("grad.") + names[i])
-                                        .abs().max().item<double>());
+        largest = std::max(
+            largest, step.tensor(QStringLiteral("grad.") + names[i]).abs().max().item<double>());
     }
     const std::vector<at::Tensor> parameters = hypernetwork.parameters();
     for (qsizetype i = 0; i < names.size(); ++i) {
@@ -230,25 +240,26 @@ void TestUNet::testTrainingStepsMatchReference()
     int64_t total = 0;
     for (qsizetype i = 0; i < names.size(); ++i) {
         const at::Tensor grad = step.tensor(QStringLiteral("grad.") + names[i]);
-        sensitive += test::compareAfterAdamStep(parameters[static_cast<size_t>(i)],
-                                          step.tensor(QStringLiteral("param_after.") + names[i]),
-                                          grad, 1e-4 * largest);
+        sensitive += test::compareAfterAdamStep(
+            parameters[static_cast<size_t>(i)],
+            step.tensor(QStringLiteral("param_after.") + names[i]), grad, 1e-4 * largest);
         total += grad.numel();
     }
     // The gradient-noise-level elements are a small minority; the rest are checked tightly.
-    QVERIFY2(sensitive * 20 < total, qPrintable(QStringLiteral("%1 of %2").arg(sensitive).arg(total)));
+    QVERIFY2(sensitive * 20 < total,
+             qPrintable(QStringLiteral("%1 of %2").arg(sensitive).arg(total)));
 
     optimizer.zero_grad();
     const at::Tensor loss2 = trainingLoss(model, step);
-    QVERIFY(std::abs(loss2.item<double>() /
-                         step.tensor(QStringLiteral("loss_step2")).item<double>() -
-                     1.0) < 1e-5);
+    QVERIFY(
+        std::abs(loss2.item<double>() / step.tensor(QStringLiteral("loss_step2")).item<double>() -
+                 1.0) < 1e-5);
     loss2.backward();
     optimizer.step();
     for (qsizetype i = 0; i < names.size(); ++i) {
         test::compareAfterAdamStep(parameters[static_cast<size_t>(i)],
-                             step.tensor(QStringLiteral("param_after_step2.") + names[i]),
-                             step.tensor(QStringLiteral("grad.") + names[i]), 1e-4 * largest);
+                                   step.tensor(QStringLiteral("param_after_step2.") + names[i]),
+                                   step.tensor(QStringLiteral("grad.") + names[i]), 1e-4 * largest);
     }
 }
 
@@ -257,7 +268,8 @@ void TestUNet::testSlicedAttentionMatchesPlain()
     UNetModel model = loadUnet(QStringLiteral("unet_sd1"));
     const io::SafeTensorsFile io = io::SafeTensorsFile::open(
         test::referencePath(QStringLiteral("unet/unet_sd1_forward.safetensors")));
-    Hypernetwork hypernetwork = loadReferenceHypernetwork(QStringLiteral("unet_sd1_hn_relu_121_ln.pt"));
+    Hypernetwork hypernetwork =
+        loadReferenceHypernetwork(QStringLiteral("unet_sd1_hn_relu_121_ln.pt"));
     hypernetwork.train(true);
     model->runtime().hypernetworks = {&hypernetwork};
     const at::Tensor x = io.tensor(QStringLiteral("x"));
@@ -289,7 +301,8 @@ void TestUNet::testGradientCheckpointingMatchesPlain()
     UNetModel model = loadUnet(QStringLiteral("unet_sd1"));
     const io::SafeTensorsFile io = io::SafeTensorsFile::open(
         test::referencePath(QStringLiteral("unet/unet_sd1_forward.safetensors")));
-    Hypernetwork hypernetwork = loadReferenceHypernetwork(QStringLiteral("unet_sd1_hn_relu_121_ln.pt"));
+    Hypernetwork hypernetwork =
+        loadReferenceHypernetwork(QStringLiteral("unet_sd1_hn_relu_121_ln.pt"));
     hypernetwork.train(true);
     model->runtime().hypernetworks = {&hypernetwork};
     const at::Tensor x = io.tensor(QStringLiteral("x"));
@@ -309,15 +322,17 @@ void TestUNet::testGradientCheckpointingMatchesPlain()
 
 void TestUNet::testWrongShapeIsNamed()
 {
-    UNetConfig config = UNetConfig::fromLdmParams(
-        unetEntry(QStringLiteral("unet_sd1")).value(QStringLiteral("unet_config")).toObject()
-            .toVariantMap());
+    UNetConfig config = UNetConfig::fromLdmParams(unetEntry(QStringLiteral("unet_sd1"))
+                                                      .value(QStringLiteral("unet_config"))
+                                                      .toObject()
+                                                      .toVariantMap());
     config.contextDim = 64; // the checkpoint's attn2.to_k is [.., 48]
     UNetModel unet(config);
     const auto source = io::openTensorSource(
         test::referencePath(QStringLiteral("unet/unet_sd1_weights.safetensors")));
-    STUDIO_VERIFY_ERROR(io::loadModuleWeights(*unet, *source, QStringLiteral("model.diffusion_model.")),
-                        "attn2.to_k.weight' has shape [32, 48], the model needs [32, 64]");
+    STUDIO_VERIFY_ERROR(
+        io::loadModuleWeights(*unet, *source, QStringLiteral("model.diffusion_model.")),
+        "attn2.to_k.weight' has shape [32, 48], the model needs [32, 64]");
 }
 
 QTEST_GUILESS_MAIN(TestUNet)

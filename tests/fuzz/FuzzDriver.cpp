@@ -43,8 +43,10 @@ Target targetNamed(const std::string& name)
 
 void putInteresting(QByteArray& input, std::mt19937_64& random)
 {
-    static const uint64_t kValues[] = {0, 1, 0x7f, 0x80, 0xff, 0x7fff, 0xffff, 0x7fffffff,
-                                       0xffffffff, 0x7fffffffffffffffull, ~0ull, 1ull << 40};
+    static const uint64_t kValues[] = {
+        0,      1,         0x7f,       0x80,       0xff,
+        0x7fff, 0xffff,    0x7fffffff, 0xffffffff, 0x7fffffffffffffffull,
+        ~0ull,  1ull << 40};
     const uint64_t value = kValues[random() % (sizeof kValues / sizeof kValues[0])];
     const int width = 1 << (random() % 4); // 1, 2, 4 or 8 bytes
     if (input.size() < width) {

@@ -24,9 +24,8 @@ py::ValuePtr fakeStorage(const py::ValuePtr& /*persistentId*/)
 
 QString scratchFile()
 {
-    static const QString path =
-        QDir::temp().filePath(QStringLiteral("hnstudio-fuzz-%1.safetensors")
-                                  .arg(QCoreApplication::applicationPid()));
+    static const QString path = QDir::temp().filePath(
+        QStringLiteral("hnstudio-fuzz-%1.safetensors").arg(QCoreApplication::applicationPid()));
     return path;
 }
 
@@ -50,9 +49,9 @@ int torchArchiveTarget(const uint8_t* data, size_t size)
     io::TorchReadOptions options;
     options.verifyChecksums = false; // reach the parsers behind the checksum
     try {
-        io::readTorchBytes(QByteArray(reinterpret_cast<const char*>(data),
-                                      static_cast<qsizetype>(size)),
-                           QStringLiteral("fuzz"), options);
+        io::readTorchBytes(
+            QByteArray(reinterpret_cast<const char*>(data), static_cast<qsizetype>(size)),
+            QStringLiteral("fuzz"), options);
     } catch (const Error&) {
     }
     return 0;

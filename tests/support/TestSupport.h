@@ -99,7 +99,7 @@ inline QString errorMessageOf(const std::function<void()>& body)
 // elements may differ by up to the update's full range, 2 * lr; everywhere else by 1e-5.
 // Returns how many elements were that sensitive.
 inline int64_t compareAfterAdamStep(const at::Tensor& actual, const at::Tensor& expected,
-                             const at::Tensor& referenceGrad, double noiseLevel)
+                                    const at::Tensor& referenceGrad, double noiseLevel)
 {
     const at::Tensor sensitive = referenceGrad.abs() < noiseLevel;
     const at::Tensor diff = (actual.detach() - expected).abs();
