@@ -14,8 +14,8 @@ namespace studio::io {
 
 struct TorchReadOptions
 {
-    // Skip (instead of refusing) objects of classes that torch files of this kind should not
-    // hold, such as a training framework's callbacks in a checkpoint. They are never built.
+    // Skip (instead of refusing) the objects training frameworks leave in checkpoints, such as
+    // Lightning callbacks; they are never built. Other foreign globals are still refused.
     bool allowUnknownGlobals = false;
     // Check every record's CRC-32. Costs one pass over the data.
     bool verifyChecksums = true;

@@ -82,6 +82,33 @@ bool isKnownGlobal(const QString& module, const QString& name)
     return false;
 }
 
+// Modules whose objects appear in training checkpoints (callbacks, hyper-parameters, numpy
+// scalars for step counters). Such objects are skipped when the caller allows it.
+bool isTrainingObjectGlobal(const QString& module, const QString& name)
+{
+    static const char* const kModulePrefixes[] = {"pytorch_lightning.", "lightning.",
+                                                  "lightning_fabric.", "numpy.core.", "numpy"};
+    for (const char* prefix : kModulePrefixes) {
+        if (module == QLatin1String(prefix) || module.startsWith(QLatin1String(prefix))) {
+            return true;
+        }
+    }
+    if (module == QLatin1String("_codecs")) {
+        return name == QLatin1String("encode"); // how Python 3 pickles bytes at protocol 2
+    }
+    if (module == QLatin1String("collections")) {
+        return name == QLatin1String("defaultdict");
+    }
+    if (module == QLatin1String("builtins") || module == QLatin1String("__builtin__")) {
+        return name == QLatin1String("set") || name == QLatin1String("frozenset") ||
+               name == QLatin1String("slice");
+    }
+    if (module == QLatin1String("torch")) {
+        return name == QLatin1String("device") || name == QLatin1String("Size");
+    }
+    return false;
+}
+
 class Reader
 {
 public:
@@ -252,7 +279,8 @@ void Reader::pushLong(size_t lengthBytes)
 
 void Reader::pushGlobal(const QString& module, const QString& name)
 {
-    if (isKnownGlobal(module, name) || m_options.allowUnknownGlobals) {
+    if (isKnownGlobal(module, name) ||
+        (m_options.allowUnknownGlobals && isTrainingObjectGlobal(module, name))) {
         push(Value::global(module, name));
         return;
     }

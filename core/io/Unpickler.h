@@ -26,7 +26,9 @@ struct UnpickleOptions
     // Without it, a pickle with persistent ids is refused.
     std::function<ValuePtr(const ValuePtr& persistentId)> persistentLoad;
 
-    // false: an unknown global is an error. true: it becomes an Opaque value (never called).
+    // false: a global outside the torch set is an error. true: globals of the modules that
+    // training frameworks put in checkpoints (pytorch_lightning, numpy scalars, ...) become
+    // inert Opaque values (never called); any other global is still an error.
     bool allowUnknownGlobals = false;
 };
 

@@ -209,13 +209,18 @@ void TestPickle::testForeignGlobalsAreRefused()
 void TestPickle::testUnknownGlobalsBecomeInertWhenAllowed()
 {
     // A checkpoint callback object: global, empty args, REDUCE, state, BUILD.
-    const QByteArray pickle = ops({0x80, 2, '}', '(', 'X', 1, 0, 0, 0, 'c'}) +
-                              text("ccallbacks\nCheckpoint\n)R}b") +
-                              ops({'X', 1, 0, 0, 0, 'k', 'K', 5, 'u', '.'});
-    STUDIO_VERIFY_ERROR(load(pickle), "callbacks.Checkpoint");
+    const QByteArray pickle =
+        ops({0x80, 2, '}', '(', 'X', 1, 0, 0, 0, 'c'}) +
+        text("cpytorch_lightning.callbacks.model_checkpoint\nModelCheckpoint\n)R}b") +
+        ops({'X', 1, 0, 0, 0, 'k', 'K', 5, 'u', '.'});
+    STUDIO_VERIFY_ERROR(load(pickle), "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint");
     const ValuePtr root = load(pickle, /*allowUnknownGlobals=*/true);
     QVERIFY(root->get(QStringLiteral("c"))->is(Kind::Opaque));
     QCOMPARE(root->get(QStringLiteral("k"))->toInt(), int64_t(5));
+
+    // Anything else stays refused, also in a checkpoint.
+    STUDIO_VERIFY_ERROR(load(hex(kOsSystem), /*allowUnknownGlobals=*/true), "posix.system");
+    STUDIO_VERIFY_ERROR(load(ops({0x80, 2}) + text("cbuiltins\neval\n."), true), "builtins.eval");
 }
 
 void TestPickle::testHostilePicklesFailCleanly_data()
