@@ -101,6 +101,28 @@ std::vector<at::Tensor> gradientsOf(UNetModel& unet, Hypernetwork& hypernetwork,
     return grads;
 }
 
+// The SD1 UNet with its hypernetwork in training mode and the reference forward inputs.
+struct TrainingSetup
+{
+    TrainingSetup()
+    {
+        const io::SafeTensorsFile io = io::SafeTensorsFile::open(
+            test::referencePath(QStringLiteral("unet/unet_sd1_forward.safetensors")));
+        x = io.tensor(QStringLiteral("x"));
+        t = io.tensor(QStringLiteral("timesteps"));
+        context = io.tensor(QStringLiteral("context"));
+        hypernetwork.train(true);
+        model->runtime().hypernetworks = {&hypernetwork};
+    }
+
+    UNetModel model = loadUnet(QStringLiteral("unet_sd1"));
+    Hypernetwork hypernetwork =
+        loadReferenceHypernetwork(QStringLiteral("unet_sd1_hn_relu_121_ln.pt"));
+    at::Tensor x;
+    at::Tensor t;
+    at::Tensor context;
+};
+
 } // namespace
 
 class TestUNet : public QObject
@@ -265,16 +287,12 @@ void TestUNet::testTrainingStepsMatchReference()
 
 void TestUNet::testSlicedAttentionMatchesPlain()
 {
-    UNetModel model = loadUnet(QStringLiteral("unet_sd1"));
-    const io::SafeTensorsFile io = io::SafeTensorsFile::open(
-        test::referencePath(QStringLiteral("unet/unet_sd1_forward.safetensors")));
-    Hypernetwork hypernetwork =
-        loadReferenceHypernetwork(QStringLiteral("unet_sd1_hn_relu_121_ln.pt"));
-    hypernetwork.train(true);
-    model->runtime().hypernetworks = {&hypernetwork};
-    const at::Tensor x = io.tensor(QStringLiteral("x"));
-    const at::Tensor t = io.tensor(QStringLiteral("timesteps"));
-    const at::Tensor context = io.tensor(QStringLiteral("context"));
+    TrainingSetup setup;
+    UNetModel& model = setup.model;
+    Hypernetwork& hypernetwork = setup.hypernetwork;
+    const at::Tensor& x = setup.x;
+    const at::Tensor& t = setup.t;
+    const at::Tensor& context = setup.context;
 
     const std::vector<at::Tensor> plain = gradientsOf(model, hypernetwork, x, t, context);
     torch::NoGradGuard noGrad;
@@ -298,16 +316,12 @@ void TestUNet::testSlicedAttentionMatchesPlain()
 
 void TestUNet::testGradientCheckpointingMatchesPlain()
 {
-    UNetModel model = loadUnet(QStringLiteral("unet_sd1"));
-    const io::SafeTensorsFile io = io::SafeTensorsFile::open(
-        test::referencePath(QStringLiteral("unet/unet_sd1_forward.safetensors")));
-    Hypernetwork hypernetwork =
-        loadReferenceHypernetwork(QStringLiteral("unet_sd1_hn_relu_121_ln.pt"));
-    hypernetwork.train(true);
-    model->runtime().hypernetworks = {&hypernetwork};
-    const at::Tensor x = io.tensor(QStringLiteral("x"));
-    const at::Tensor t = io.tensor(QStringLiteral("timesteps"));
-    const at::Tensor context = io.tensor(QStringLiteral("context"));
+    TrainingSetup setup;
+    UNetModel& model = setup.model;
+    Hypernetwork& hypernetwork = setup.hypernetwork;
+    const at::Tensor& x = setup.x;
+    const at::Tensor& t = setup.t;
+    const at::Tensor& context = setup.context;
 
     const std::vector<at::Tensor> plain = gradientsOf(model, hypernetwork, x, t, context);
     model->runtime().gradientCheckpointing = true;
