@@ -11,6 +11,7 @@
 // rise of the kernel's peak-RSS mark (VmHWM, reset before each load), which counts the file's
 // mapped pages as well as the float32 modules.
 
+#include "ProcessMemory.h"
 #include "Sd15Checkpoint.h"
 
 #include "core/Error.h"
@@ -58,29 +59,6 @@ struct Options
 };
 
 // --- process memory -------------------------------------------------------------------------
-
-// A "Field:   1234 kB" line of /proc/self/status in MiB, or -1 when it is missing.
-double statusMiB(const char* field)
-{
-    std::ifstream status("/proc/self/status");
-    std::string line;
-    const size_t length = std::strlen(field);
-    while (std::getline(status, line)) {
-        if (line.compare(0, length, field) == 0 && line.size() > length && line[length] == ':') {
-            return std::atof(line.c_str() + length + 1) / 1024.0;
-        }
-    }
-    return -1.0;
-}
-
-// Sets VmHWM back to the current RSS (Linux 4.0+). False when the kernel refuses.
-bool resetPeakRss()
-{
-    std::ofstream clearRefs("/proc/self/clear_refs");
-    clearRefs << "5";
-    clearRefs.flush();
-    return clearRefs.good();
-}
 
 // --- page cache -----------------------------------------------------------------------------
 
@@ -188,8 +166,9 @@ LoadResult loadAll(const QString& path, const QString& cache)
     LoadResult result;
     result.total = Step{QStringLiteral("load UNet + VAE + text"), cache};
     malloc_trim(0);
-    result.peakWasReset = resetPeakRss();
-    const double baseline = result.peakWasReset ? statusMiB("VmRSS") : statusMiB("VmHWM");
+    result.peakWasReset = bench::resetPeakRss();
+    const double baseline =
+        result.peakWasReset ? bench::statusMiB("VmRSS") : bench::statusMiB("VmHWM");
 
     QElapsedTimer total;
     QElapsedTimer step;
@@ -212,9 +191,9 @@ LoadResult loadAll(const QString& path, const QString& cache)
     lap("  text encoder");
     result.total.seconds = total.nsecsElapsed() / 1e9;
 
-    result.total.peakMiB = statusMiB("VmHWM") - baseline;
-    result.rssAnonMiB = statusMiB("RssAnon");
-    result.rssFileMiB = statusMiB("RssFile");
+    result.total.peakMiB = bench::statusMiB("VmHWM") - baseline;
+    result.rssAnonMiB = bench::statusMiB("RssAnon");
+    result.rssFileMiB = bench::statusMiB("RssFile");
     result.float32Bytes = tensorBytes(*unet) + tensorBytes(*vae) + tensorBytes(*text);
     return result;
 }

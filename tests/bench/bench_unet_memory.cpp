@@ -13,6 +13,8 @@
 // something when every mode computes the same step. A control run (plain with another thread
 // count) shows how far float32 rounding alone moves those gradients.
 
+#include "ProcessMemory.h"
+
 #include "core/Error.h"
 #include "core/diffusion/UNet.h"
 #include "core/hypernetwork/Hypernetwork.h"
@@ -71,29 +73,6 @@ struct Options
 };
 
 // --- process memory -------------------------------------------------------------------------
-
-// A "VmXXX:   1234 kB" field of /proc/self/status in MiB, or -1 when it is missing.
-double statusMiB(const char* field)
-{
-    std::ifstream status("/proc/self/status");
-    std::string line;
-    const size_t length = std::strlen(field);
-    while (std::getline(status, line)) {
-        if (line.compare(0, length, field) == 0 && line.size() > length && line[length] == ':') {
-            return std::atof(line.c_str() + length + 1) / 1024.0;
-        }
-    }
-    return -1.0;
-}
-
-// Sets VmHWM back to the current RSS (Linux 4.0+). False when the kernel refuses.
-bool resetPeakRss()
-{
-    std::ofstream clearRefs("/proc/self/clear_refs");
-    clearRefs << "5";
-    clearRefs.flush();
-    return clearRefs.good();
-}
 
 // --- modes ----------------------------------------------------------------------------------
 
@@ -214,8 +193,8 @@ int runChild(const Options& options, const Mode& mode)
 
     // Measure from here: free heap pages left over from building go back first.
     malloc_trim(0);
-    const bool reset = resetPeakRss();
-    const double baseline = reset ? statusMiB("VmRSS") : statusMiB("VmHWM");
+    const bool reset = bench::resetPeakRss();
+    const double baseline = reset ? bench::statusMiB("VmRSS") : bench::statusMiB("VmHWM");
 
     QElapsedTimer timer;
     timer.start();
@@ -224,7 +203,7 @@ int runChild(const Options& options, const Mode& mode)
     timer.restart();
     loss.backward();
     const double backwardSeconds = timer.nsecsElapsed() / 1e9;
-    const double peak = statusMiB("VmHWM");
+    const double peak = bench::statusMiB("VmHWM");
 
     saveGradients(hypernetwork, loss, options.gradientPath);
     std::printf("RESULT %.3f %.3f %.1f %.1f %d %.9g %.1f %d\n", forwardSeconds, backwardSeconds,

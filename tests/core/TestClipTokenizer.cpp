@@ -238,7 +238,8 @@ void TestClipTokenizer::cleanupBeyondReference_data()
     QTest::newRow("combining marks")
         << QStringLiteral("e\u0301 \u0345x") << std::vector<int>{324, 136, 479, 343};
     QTest::newRow("emoji sequence")
-        << QStringLiteral("👩\u200d👩\u200d👧 ok") << std::vector<int>{26304, 26304, 964, 356, 2481};
+        << QStringLiteral("👩\u200d👩\u200d👧 ok")
+        << std::vector<int>{26304, 26304, 964, 356, 2481};
 }
 
 void TestClipTokenizer::cleanupBeyondReference()

@@ -213,7 +213,8 @@ void TestPickle::testUnknownGlobalsBecomeInertWhenAllowed()
         ops({0x80, 2, '}', '(', 'X', 1, 0, 0, 0, 'c'}) +
         text("cpytorch_lightning.callbacks.model_checkpoint\nModelCheckpoint\n)R}b") +
         ops({'X', 1, 0, 0, 0, 'k', 'K', 5, 'u', '.'});
-    STUDIO_VERIFY_ERROR(load(pickle), "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint");
+    STUDIO_VERIFY_ERROR(load(pickle),
+                        "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint");
     const ValuePtr root = load(pickle, /*allowUnknownGlobals=*/true);
     QVERIFY(root->get(QStringLiteral("c"))->is(Kind::Opaque));
     QCOMPARE(root->get(QStringLiteral("k"))->toInt(), int64_t(5));
