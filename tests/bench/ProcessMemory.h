@@ -1,11 +1,16 @@
 #pragma once
 
-// Process memory as the kernel reports it (/proc/self/status), for the benchmarks.
+// The running process as the kernel reports it (/proc/self), for the benchmarks: memory from
+// /proc/self/status, and the executable, to start a measuring child of the same program.
+
+#include "core/Error.h"
 
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
+
+#include <unistd.h>
 
 namespace studio::bench {
 
@@ -31,6 +36,17 @@ inline bool resetPeakRss()
     clearRefs << "5";
     clearRefs.flush();
     return clearRefs.good();
+}
+
+// The path of the running executable; throws studio::Error when /proc is unreadable.
+inline std::string selfExecutable()
+{
+    char path[4096];
+    const ssize_t length = readlink("/proc/self/exe", path, sizeof(path) - 1);
+    if (length <= 0) {
+        throw Error(QStringLiteral("cannot read /proc/self/exe"));
+    }
+    return std::string(path, static_cast<size_t>(length));
 }
 
 } // namespace studio::bench

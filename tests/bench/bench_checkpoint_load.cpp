@@ -221,22 +221,12 @@ QString cacheLabel(const char* state, const QString& path)
 
 // --- making a checkpoint --------------------------------------------------------------------
 
-std::string selfExecutable()
-{
-    char path[4096];
-    const ssize_t length = readlink("/proc/self/exe", path, sizeof(path) - 1);
-    if (length <= 0) {
-        throw Error(QStringLiteral("cannot read /proc/self/exe"));
-    }
-    return std::string(path, static_cast<size_t>(length));
-}
-
 // In a child process, so the generator's 5 GB peak is not this process's.
 void generateInChild(const QString& path, const Options& options)
 {
-    const std::string command = "'" + selfExecutable() + "' --generate '" + path.toStdString() +
-                                "' --seed " + std::to_string(options.seed) + " --threads " +
-                                std::to_string(options.threads);
+    const std::string command = "'" + bench::selfExecutable() + "' --generate '" +
+                                path.toStdString() + "' --seed " + std::to_string(options.seed) +
+                                " --threads " + std::to_string(options.threads);
     std::fprintf(stderr, "making an SD1.5-shaped checkpoint in %s ...\n", qPrintable(path));
     if (std::system(command.c_str()) != 0) {
         throw Error(QStringLiteral("making the checkpoint '%1' failed").arg(path));

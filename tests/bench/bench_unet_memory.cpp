@@ -240,16 +240,6 @@ struct ModeResult
     }
 };
 
-std::string selfExecutable()
-{
-    char path[4096];
-    const ssize_t length = readlink("/proc/self/exe", path, sizeof(path) - 1);
-    if (length <= 0) {
-        throw Error(QStringLiteral("cannot read /proc/self/exe"));
-    }
-    return std::string(path, static_cast<size_t>(length));
-}
-
 // Runs `result.mode` in a child process and fills in what it reported.
 void runMode(const Options& options, const QString& directory, ModeResult& result)
 {
@@ -257,10 +247,10 @@ void runMode(const Options& options, const QString& directory, ModeResult& resul
                               .arg(directory, result.mode.name)
                               .arg(result.requestedThreads);
     const std::string command =
-        "'" + selfExecutable() + "' --child '" + result.mode.name.toStdString() + "' --size " +
-        std::to_string(options.size) + " --threads " + std::to_string(result.requestedThreads) +
-        " --seed " + std::to_string(options.seed) + " --gradient-out '" +
-        result.gradientPath.toStdString() + "'";
+        "'" + bench::selfExecutable() + "' --child '" + result.mode.name.toStdString() +
+        "' --size " + std::to_string(options.size) + " --threads " +
+        std::to_string(result.requestedThreads) + " --seed " + std::to_string(options.seed) +
+        " --gradient-out '" + result.gradientPath.toStdString() + "'";
 
     std::fprintf(stderr, "running %s ...\n", qPrintable(result.label()));
     FILE* child = popen(command.c_str(), "r");

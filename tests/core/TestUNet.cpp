@@ -86,21 +86,6 @@ at::Tensor trainingLoss(UNetModel& unet, const io::SafeTensorsFile& step)
     return (output - step.tensor(QStringLiteral("target"))).pow(2).mean();
 }
 
-std::vector<at::Tensor> gradientsOf(UNetModel& unet, Hypernetwork& hypernetwork,
-                                    const at::Tensor& x, const at::Tensor& t,
-                                    const at::Tensor& context)
-{
-    for (at::Tensor& parameter : hypernetwork.parameters()) {
-        parameter.mutable_grad() = at::Tensor();
-    }
-    unet->forward(x, t, context).pow(2).mean().backward();
-    std::vector<at::Tensor> grads;
-    for (const at::Tensor& parameter : hypernetwork.parameters()) {
-        grads.push_back(parameter.grad().clone());
-    }
-    return grads;
-}
-
 // The SD1 UNet with its hypernetwork in training mode and the reference forward inputs.
 struct TrainingSetup
 {
@@ -122,6 +107,20 @@ struct TrainingSetup
     at::Tensor t;
     at::Tensor context;
 };
+
+// The hypernetwork's gradients of mean(UNet(x)^2) for the setup's inputs.
+std::vector<at::Tensor> gradientsOf(TrainingSetup& setup)
+{
+    for (at::Tensor& parameter : setup.hypernetwork.parameters()) {
+        parameter.mutable_grad() = at::Tensor();
+    }
+    setup.model->forward(setup.x, setup.t, setup.context).pow(2).mean().backward();
+    std::vector<at::Tensor> grads;
+    for (const at::Tensor& parameter : setup.hypernetwork.parameters()) {
+        grads.push_back(parameter.grad().clone());
+    }
+    return grads;
+}
 
 } // namespace
 
@@ -289,43 +288,35 @@ void TestUNet::testSlicedAttentionMatchesPlain()
 {
     TrainingSetup setup;
     UNetModel& model = setup.model;
-    Hypernetwork& hypernetwork = setup.hypernetwork;
-    const at::Tensor& x = setup.x;
-    const at::Tensor& t = setup.t;
-    const at::Tensor& context = setup.context;
 
-    const std::vector<at::Tensor> plain = gradientsOf(model, hypernetwork, x, t, context);
+    const std::vector<at::Tensor> plain = gradientsOf(setup);
     torch::NoGradGuard noGrad;
-    const at::Tensor plainOut = model->forward(x, t, context);
+    const at::Tensor plainOut = model->forward(setup.x, setup.t, setup.context);
 
     model->runtime().attention = AttentionKind::Sliced;
     model->runtime().sliceSize = 7; // several uneven slices of the 256 and 64 queries
-    const at::Tensor slicedOut = model->forward(x, t, context);
+    const at::Tensor slicedOut = model->forward(setup.x, setup.t, setup.context);
     STUDIO_COMPARE_TENSORS(slicedOut, plainOut, 1e-5, 1e-5);
     {
         at::AutoGradMode enable(true);
-        const std::vector<at::Tensor> sliced = gradientsOf(model, hypernetwork, x, t, context);
+        const std::vector<at::Tensor> sliced = gradientsOf(setup);
         for (size_t i = 0; i < plain.size(); ++i) {
             STUDIO_COMPARE_TENSORS(sliced[i], plain[i], 1e-6, 1e-4);
         }
     }
 
     model->runtime().attention = AttentionKind::Sdpa;
-    STUDIO_COMPARE_TENSORS(model->forward(x, t, context), plainOut, 1e-5, 1e-5);
+    STUDIO_COMPARE_TENSORS(model->forward(setup.x, setup.t, setup.context), plainOut, 1e-5, 1e-5);
 }
 
 void TestUNet::testGradientCheckpointingMatchesPlain()
 {
     TrainingSetup setup;
     UNetModel& model = setup.model;
-    Hypernetwork& hypernetwork = setup.hypernetwork;
-    const at::Tensor& x = setup.x;
-    const at::Tensor& t = setup.t;
-    const at::Tensor& context = setup.context;
 
-    const std::vector<at::Tensor> plain = gradientsOf(model, hypernetwork, x, t, context);
+    const std::vector<at::Tensor> plain = gradientsOf(setup);
     model->runtime().gradientCheckpointing = true;
-    const std::vector<at::Tensor> checkpointed = gradientsOf(model, hypernetwork, x, t, context);
+    const std::vector<at::Tensor> checkpointed = gradientsOf(setup);
     QCOMPARE(checkpointed.size(), plain.size());
     for (size_t i = 0; i < plain.size(); ++i) {
         QVERIFY2(checkpointed[i].defined() && checkpointed[i].abs().sum().item<double>() > 0,
