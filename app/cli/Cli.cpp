@@ -3,8 +3,6 @@
 
 #include "core/EngineInfo.h"
 
-#include <array>
-
 namespace studio::cli {
 
 namespace {
@@ -16,13 +14,15 @@ struct Command
     int (*run)(const QStringList& arguments);
 };
 
-constexpr std::array<Command, 5> kCommands = {{
+constexpr Command kCommands[] = {
     {"create", "create a new hypernetwork file", runCreate},
+    {"generate", "make images from a prompt, with 0, 1 or more hypernetworks", runGenerate},
     {"info", "show the structure and metadata of a hypernetwork file", runInfo},
     {"lr-curve", "print the learning rate of every step of a schedule", runLrCurve},
     {"probe", "run one component on tensors from a safetensors file", runProbe},
     {"tokenize", "print the CLIP token ids of texts", runTokenize},
-}};
+    {"train", "train a hypernetwork from a run file", runTrain},
+};
 
 void printOverview()
 {

@@ -14,6 +14,9 @@ int runCli(const QStringList& arguments);
 // hnstudio create: a new hypernetwork file.
 int runCreate(const QStringList& arguments);
 
+// hnstudio generate: images from a prompt, with 0, 1 or more hypernetworks.
+int runGenerate(const QStringList& arguments);
+
 // hnstudio info: structure and metadata of a hypernetwork file.
 int runInfo(const QStringList& arguments);
 
@@ -25,5 +28,8 @@ int runProbe(const QStringList& arguments);
 
 // hnstudio tokenize: the CLIP token ids of texts.
 int runTokenize(const QStringList& arguments);
+
+// hnstudio train: trains a hypernetwork from a run file.
+int runTrain(const QStringList& arguments);
 
 } // namespace studio::cli

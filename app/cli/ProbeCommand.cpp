@@ -6,6 +6,8 @@
 
 #include "core/Error.h"
 #include "core/diffusion/ModelLoader.h"
+#include "core/diffusion/Sampler.h"
+#include "core/diffusion/StableDiffusion.h"
 #include "core/diffusion/Vae.h"
 #include "core/hypernetwork/HypernetworkFile.h"
 #include "core/io/SafeTensors.h"
@@ -13,6 +15,7 @@
 #include "core/text/ClipTextEncoder.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/utils.h>
 
 #include <QDir>
@@ -186,6 +189,67 @@ int probeTextEncoder(const QCommandLineParser& parser)
     return kExitOk;
 }
 
+SamplerSettings samplerSettings(const QCommandLineParser& parser)
+{
+    SamplerSettings settings;
+    settings.kind = SamplerKind::Ddim;
+    if (parser.isSet(QStringLiteral("sampler"))) {
+        try {
+            settings.kind = parseSamplerKind(parser.value(QStringLiteral("sampler")));
+        } catch (const Error& error) {
+            failUsage(QStringLiteral("--sampler: ") + error.message());
+        }
+    }
+    if (parser.isSet(QStringLiteral("steps"))) {
+        settings.steps = static_cast<int>(integerOption(parser, QStringLiteral("steps")));
+    }
+    if (parser.isSet(QStringLiteral("cfg"))) {
+        settings.cfgScale = doubleOption(parser, QStringLiteral("cfg"));
+    }
+    if (parser.isSet(QStringLiteral("eta"))) {
+        settings.eta = doubleOption(parser, QStringLiteral("eta"));
+    }
+    return settings;
+}
+
+// The whole sampler from given start noise and conditioning, then the VAE decoder: the latent
+// and the raw decoder output (not clamped), as the reference's ddim_latent and ddim_image.
+int probeSample(const QCommandLineParser& parser)
+{
+    StableDiffusionOptions options;
+    options.checkpointPath = parser.value(QStringLiteral("model"));
+    if (options.checkpointPath.isEmpty()) {
+        failUsage(QStringLiteral("--model is required for this component"));
+    }
+    options.configPath = parser.value(QStringLiteral("config"));
+    options.loadTextEncoder = false; // the conditioning comes from the input file
+    const SamplerSettings settings = samplerSettings(parser);
+    const std::unique_ptr<StableDiffusion> model = StableDiffusion::load(options);
+
+    std::vector<Hypernetwork> chain;
+    if (parser.isSet(QStringLiteral("hypernetwork"))) {
+        chain = loadChain(parser);
+    }
+    for (const Hypernetwork& hypernetwork : chain) {
+        model->unet()->runtime().hypernetworks.push_back(&hypernetwork);
+    }
+
+    const io::SafeTensorsFile input =
+        io::SafeTensorsFile::open(parser.value(QStringLiteral("input")));
+    const qint64 seed =
+        parser.isSet(QStringLiteral("seed")) ? integerOption(parser, QStringLiteral("seed")) : 0;
+    at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(uint64_t(seed));
+    const at::Tensor latent =
+        sampleLatents(*model, settings, requireTensor(input, QStringLiteral("x_T")),
+                      requireTensor(input, QStringLiteral("context")),
+                      requireTensor(input, QStringLiteral("uncond_context")), generator);
+    const at::Tensor image = model->decodeLatents(latent);
+    io::writeSafeTensors(parser.value(QStringLiteral("output")),
+                         {{QStringLiteral("latent"), latent.cpu().contiguous()},
+                          {QStringLiteral("image"), image.cpu().contiguous()}});
+    return kExitOk;
+}
+
 int probe(const QStringList& arguments)
 {
     QCommandLineParser parser;
@@ -198,7 +262,10 @@ int probe(const QStringList& arguments)
         "                given by --hypernetwork applied in every attention layer.\n"
         "  vae-encode    reads image (in [-1, 1]) and writes posterior_mean, posterior_logvar.\n"
         "  vae-decode    reads z and writes decoded.\n"
-        "  text-encoder  reads input_ids and writes context, the conditioning the UNet gets."));
+        "  text-encoder  reads input_ids and writes context, the conditioning the UNet gets.\n"
+        "  sample        reads x_T (start noise), context and uncond_context and runs the\n"
+        "                sampler with classifier-free guidance (and --hypernetwork); writes\n"
+        "                latent and image (the VAE decoder's raw output, about [-1, 1])."));
     parser.addHelpOption();
     parser.addOptions({
         {QStringLiteral("hypernetwork"),
@@ -219,6 +286,19 @@ int probe(const QStringList& arguments)
          QStringLiteral("SD1 text encoder: use the output of the N-th layer from the end, then "
                         "the final layer norm (webui's CLIP skip). Default: the config's layer."),
          QStringLiteral("N")},
+        {QStringLiteral("sampler"), QStringLiteral("sample: ddim (default) or euler_a."),
+         QStringLiteral("NAME")},
+        {QStringLiteral("steps"), QStringLiteral("sample: sampler steps. Default: 20."),
+         QStringLiteral("N")},
+        {QStringLiteral("cfg"), QStringLiteral("sample: guidance scale. Default: 7."),
+         QStringLiteral("S")},
+        {QStringLiteral("eta"),
+         QStringLiteral("sample: eta. Default: the sampler's (DDIM 0, Euler a 1)."),
+         QStringLiteral("E")},
+        {QStringLiteral("seed"),
+         QStringLiteral("sample: seed of the generator of fresh noise (Euler a, DDIM with "
+                        "eta > 0). Default: 0."),
+         QStringLiteral("N")},
         {QStringLiteral("input"), QStringLiteral("The safetensors file with the inputs."),
          QStringLiteral("IN.safetensors")},
         {QStringLiteral("output"), QStringLiteral("The safetensors file to write."),
@@ -226,7 +306,7 @@ int probe(const QStringList& arguments)
     });
     parser.addPositionalArgument(QStringLiteral("COMPONENT"),
                                  QStringLiteral("The component to run: hypernetwork, unet, "
-                                                "vae-encode, vae-decode, text-encoder."));
+                                                "vae-encode, vae-decode, text-encoder, sample."));
     if (!parseArguments(parser, arguments)) {
         return kExitOk;
     }
@@ -253,8 +333,11 @@ int probe(const QStringList& arguments)
     if (component == QLatin1String("text-encoder")) {
         return probeTextEncoder(parser);
     }
+    if (component == QLatin1String("sample")) {
+        return probeSample(parser);
+    }
     failUsage(QStringLiteral("unknown component '%1'; available: hypernetwork, unet, vae-encode, "
-                             "vae-decode, text-encoder")
+                             "vae-decode, text-encoder, sample")
                   .arg(component));
 }
 

@@ -71,7 +71,14 @@ std::pair<at::Tensor, at::Tensor> Hypernetwork::apply(const at::Tensor& kContext
     // Holders are shared pointers: copies call the same modules without const restrictions.
     HypernetworkModule k = pair->k;
     HypernetworkModule v = pair->v;
-    return {k->forward(kContext, m_strength), v->forward(vContext, m_strength)};
+    // The modules stay float32 (they train in it) when the frozen model runs in fp16 or bf16.
+    const auto run = [this](HypernetworkModule& module, const at::Tensor& context) {
+        if (context.scalar_type() == at::kFloat) {
+            return module->forward(context, m_strength);
+        }
+        return module->forward(context.to(at::kFloat), m_strength).to(context.scalar_type());
+    };
+    return {run(k, kContext), run(v, vContext)};
 }
 
 void Hypernetwork::train(bool on)

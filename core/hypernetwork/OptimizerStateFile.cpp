@@ -22,20 +22,7 @@ using py::Kind;
 using py::Value;
 using py::ValuePtr;
 
-// LibTorch keys optimizer state by the parameter's TensorImpl: as a string in 1.x, and possibly
-// as the pointer itself elsewhere. Derive the key from the map's own key type.
-template <typename StateMap>
-typename StateMap::key_type stateKey(const StateMap& /*state*/, const at::Tensor& parameter)
-{
-    using Key = typename StateMap::key_type;
-    if constexpr (std::is_same_v<Key, std::string>) {
-        std::ostringstream stream;
-        stream << parameter.unsafeGetTensorImpl();
-        return stream.str();
-    } else {
-        return static_cast<Key>(parameter.unsafeGetTensorImpl());
-    }
-}
+using detail::stateKey;
 
 [[noreturn]] void failField(const QString& sourceName, const QString& field, const QString& what)
 {

@@ -15,6 +15,9 @@
 #include <QString>
 
 #include <map>
+#include <sstream>
+#include <string>
+#include <type_traits>
 #include <optional>
 #include <vector>
 
@@ -64,5 +67,24 @@ OptimizerState captureAdamW(const torch::optim::AdamW& optimizer,
 // Throws studio::Error when the state does not fit the parameters (count or shapes).
 void restoreAdamW(const OptimizerState& state, torch::optim::AdamW& optimizer,
                   const std::vector<at::Tensor>& parameters);
+
+namespace detail {
+
+// LibTorch keys optimizer state by the parameter's TensorImpl: as a string in 1.x, and possibly
+// as the pointer itself elsewhere. Derive the key from the map's own key type.
+template <typename StateMap>
+typename StateMap::key_type stateKey(const StateMap& /*state*/, const at::Tensor& parameter)
+{
+    using Key = typename StateMap::key_type;
+    if constexpr (std::is_same_v<Key, std::string>) {
+        std::ostringstream stream;
+        stream << parameter.unsafeGetTensorImpl();
+        return stream.str();
+    } else {
+        return static_cast<Key>(parameter.unsafeGetTensorImpl());
+    }
+}
+
+} // namespace detail
 
 } // namespace studio

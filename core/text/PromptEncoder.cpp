@@ -43,8 +43,11 @@ at::Tensor PromptEncoder::encodeChunkBatch(const std::vector<TokenizedPrompt>& p
         weights.insert(weights.end(), tokens.weights.begin(), tokens.weights.end());
     }
     const auto batch = static_cast<int64_t>(prompts.size());
-    const at::Tensor idTensor = at::tensor(ids, at::kLong).reshape({batch, -1});
-    const at::Tensor weightTensor = at::tensor(weights, at::kFloat).reshape({batch, -1});
+    // The encoder may live on a GPU; the ids are built on the CPU.
+    const c10::Device device = m_encoder->parameters().front().device();
+    const at::Tensor idTensor = at::tensor(ids, at::kLong).reshape({batch, -1}).to(device);
+    const at::Tensor weightTensor =
+        at::tensor(weights, at::kFloat).reshape({batch, -1}).to(device);
     return applyEmphasis(m_encoder->forward(idTensor), weightTensor);
 }
 
