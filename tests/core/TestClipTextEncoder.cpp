@@ -243,7 +243,8 @@ private Q_SLOTS:
                                kAtol, kRtol);
     }
 
-    // With the causal mask, a prefix of the ids gives the prefix of the outputs.
+    // With the causal mask, a prefix of the ids gives the prefix of the outputs. Not bit-exact:
+    // BLAS blocks the shorter matmuls differently, which moves the last float bits (~1e-6).
     void shorterSequenceIsPrefixOfFullOutput()
     {
         ClipTextEncoder encoder =
@@ -253,7 +254,7 @@ private Q_SLOTS:
 
         const at::Tensor prefix = encoder(ids.slice(/*dim=*/1, 0, 12));
 
-        STUDIO_COMPARE_TENSORS(prefix, full.slice(/*dim=*/1, 0, 12), 1e-6, 1e-6);
+        STUDIO_COMPARE_TENSORS(prefix, full.slice(/*dim=*/1, 0, 12), 1e-5, 1e-5);
     }
 
     void detectsTinyLayouts_data()
