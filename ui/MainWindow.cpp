@@ -1,39 +1,80 @@
 #include "ui/MainWindow.h"
 
 #include "core/EngineInfo.h"
+#include "ui/CreatePage.h"
+#include "ui/MergePage.h"
+#include "ui/RunsPage.h"
+#include "ui/TrainPage.h"
 
+#include <QCloseEvent>
 #include <QLabel>
+#include <QSettings>
 #include <QStatusBar>
-#include <QVBoxLayout>
+#include <QTabWidget>
 
 namespace studio::ui {
+
+namespace {
+
+const QString kGeometryKey = QStringLiteral("window/geometry");
+const QString kStateKey = QStringLiteral("window/state");
+const QString kTabKey = QStringLiteral("window/tab");
+
+} // namespace
 
 MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent)
 {
     setupUi();
+    restoreLayout();
 }
 
 void MainWindow::setupUi()
 {
     const EngineInfo info = engineInfo();
     setWindowTitle(tr("Hypernet Studio %1").arg(info.studioVersion));
-    resize(1100, 720);
+    resize(1280, 820);
 
-    auto* central = new QWidget(this);
-    auto* layout = new QVBoxLayout(central);
-    auto* title = new QLabel(tr("<h1>Hypernet Studio</h1>"), central);
-    title->setObjectName(QStringLiteral("titleLabel"));
-    m_engineLabel = new QLabel(tr("Engine: LibTorch %1 on %2 (%3 CPU threads)")
+    m_tabs = new QTabWidget(this);
+    m_tabs->setObjectName(QStringLiteral("pageTabs"));
+    m_createPage = new CreatePage(m_tabs);
+    m_trainPage = new TrainPage(m_tabs);
+    m_mergePage = new MergePage(m_tabs);
+    m_runsPage = new RunsPage(m_tabs);
+    m_tabs->addTab(m_createPage, tr("&Create"));
+    m_tabs->addTab(m_trainPage, tr("&Train"));
+    m_tabs->addTab(m_mergePage, tr("&Merge"));
+    m_tabs->addTab(m_runsPage, tr("&Runs"));
+    setCentralWidget(m_tabs);
+
+    m_engineLabel = new QLabel(tr("LibTorch %1 on %2 (%3 CPU threads)")
                                    .arg(info.torchVersion, info.devices.join(QStringLiteral(", ")))
                                    .arg(info.cpuThreads),
-                               central);
+                               this);
     m_engineLabel->setObjectName(QStringLiteral("engineLabel"));
-    layout->addWidget(title);
-    layout->addWidget(m_engineLabel);
-    layout->addStretch();
-    setCentralWidget(central);
-
+    statusBar()->addPermanentWidget(m_engineLabel);
     statusBar()->showMessage(tr("Ready"));
+}
+
+void MainWindow::restoreLayout()
+{
+    const QSettings settings;
+    restoreGeometry(settings.value(kGeometryKey).toByteArray());
+    restoreState(settings.value(kStateKey).toByteArray());
+    m_tabs->setCurrentIndex(settings.value(kTabKey, 0).toInt());
+}
+
+void MainWindow::saveLayout() const
+{
+    QSettings settings;
+    settings.setValue(kGeometryKey, saveGeometry());
+    settings.setValue(kStateKey, saveState());
+    settings.setValue(kTabKey, m_tabs->currentIndex());
+}
+
+void MainWindow::closeEvent(QCloseEvent* event)
+{
+    saveLayout();
+    QMainWindow::closeEvent(event);
 }
 
 QString MainWindow::engineSummary() const
