@@ -1,6 +1,7 @@
 // hnstudio: with no arguments the studio opens; with a subcommand the engine runs headless.
 
 #include "app/cli/Commands.h"
+#include "core/CpuRuntime.h"
 
 #ifdef HNSTUDIO_WITH_UI
 #include "ui/MainWindow.h"
@@ -31,6 +32,7 @@ int runStudio(int argc, char** argv)
 
 int main(int argc, char** argv)
 {
+    studio::configureCpuRuntime(argv);
     if (argc <= 1) {
         return runStudio(argc, argv);
     }

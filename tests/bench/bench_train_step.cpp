@@ -14,6 +14,7 @@
 
 #include "ProcessMemory.h"
 
+#include "core/CpuRuntime.h"
 #include "core/Error.h"
 #include "core/diffusion/UNet.h"
 #include "core/hypernetwork/Hypernetwork.h"
@@ -372,6 +373,7 @@ int runParent(const Options& options, char** argv)
 
 int main(int argc, char** argv)
 {
+    configureCpuRuntime(argv); // as hnstudio does; HNSTUDIO_DEFAULT_RUNTIME=1 to compare
     Options options;
     if (!parseOptions(argc, argv, options)) {
         std::fprintf(stderr, "usage: bench_train_step [--model tiny|sd15|both] [--size N] "
