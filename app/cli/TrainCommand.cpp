@@ -90,10 +90,10 @@ public:
     {
         if (m_terminal) {
             constexpr int kBarWidth = 24;
-            const auto filled = static_cast<int>(kBarWidth * record.step /
-                                                 std::max<int64_t>(1, record.totalSteps));
-            const QString bar = QString(filled, QLatin1Char('#')) +
-                                QString(kBarWidth - filled, QLatin1Char('-'));
+            const auto filled =
+                static_cast<int>(kBarWidth * record.step / std::max<int64_t>(1, record.totalSteps));
+            const QString bar =
+                QString(filled, QLatin1Char('#')) + QString(kBarWidth - filled, QLatin1Char('-'));
             err() << "\r[" << bar << "] " << progressText(record) << "\x1b[K";
             err().flush();
             m_lineOpen = true;
@@ -150,11 +150,9 @@ int train(const QStringList& arguments)
          QStringLiteral("Continue from this saved hypernetwork (and its .optim): its step, the "
                         "schedule position, the optimizer state and the data order go on."),
          QStringLiteral("FILE.pt")},
-        {QStringLiteral("device"),
-         QStringLiteral("Override training.device (cpu, cuda, cuda:N)."),
+        {QStringLiteral("device"), QStringLiteral("Override training.device (cpu, cuda, cuda:N)."),
          QStringLiteral("DEVICE")},
-        {QStringLiteral("steps"), QStringLiteral("Override training.steps."),
-         QStringLiteral("N")},
+        {QStringLiteral("steps"), QStringLiteral("Override training.steps."), QStringLiteral("N")},
         {QStringLiteral("output"), QStringLiteral("Override output.folder."),
          QStringLiteral("FOLDER")},
     });
@@ -174,8 +172,8 @@ int train(const QStringList& arguments)
         config.training.steps = integerOption(parser, QStringLiteral("steps"));
     }
     if (parser.isSet(QStringLiteral("output"))) {
-        config.output.folder = QDir::current().absoluteFilePath(
-            parser.value(QStringLiteral("output")));
+        config.output.folder =
+            QDir::current().absoluteFilePath(parser.value(QStringLiteral("output")));
     }
     validateRunConfig(config);
 

@@ -24,7 +24,7 @@ struct DatasetImage
     QString caption; // from NAME.txt (read whole, not stripped) or the file name
     int sourceWidth = 0;
     int sourceHeight = 0;
-    int width = 0;   // the size it trains at: fixed W x H, or its no-crop size
+    int width = 0; // the size it trains at: fixed W x H, or its no-crop size
     int height = 0;
 };
 

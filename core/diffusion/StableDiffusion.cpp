@@ -65,9 +65,8 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const StableDiffusionOpti
 
     const auto source = io::openTensorSource(options.checkpointPath);
     model->m_config = resolveModelConfig(options.checkpointPath, options.configPath, *source);
-    model->m_schedule = NoiseSchedule::linear(model->m_config.timesteps,
-                                              model->m_config.linearStart,
-                                              model->m_config.linearEnd);
+    model->m_schedule = NoiseSchedule::linear(
+        model->m_config.timesteps, model->m_config.linearStart, model->m_config.linearEnd);
 
     model->m_unet = loadUNet(*source, model->m_config);
     model->m_unet->to(options.device, options.dtype);
@@ -118,8 +117,8 @@ at::Tensor StableDiffusion::encodePrompts(const QStringList& prompts) const
 at::Tensor StableDiffusion::denoise(const at::Tensor& x, const at::Tensor& timesteps,
                                     const at::Tensor& context)
 {
-    const at::Tensor out = m_unet->forward(x.to(m_options.dtype), timesteps,
-                                           context.to(m_options.dtype));
+    const at::Tensor out =
+        m_unet->forward(x.to(m_options.dtype), timesteps, context.to(m_options.dtype));
     return out.to(at::kFloat);
 }
 
@@ -157,8 +156,8 @@ c10::Device parseDevice(const QString& text)
 {
     static const QRegularExpression pattern(QStringLiteral("^(cpu|cuda)(?::(\\d+))?$"));
     const QRegularExpressionMatch match = pattern.match(text.trimmed().toLower());
-    if (!match.hasMatch() || (match.captured(1) == QLatin1String("cpu") &&
-                              !match.captured(2).isEmpty())) {
+    if (!match.hasMatch() ||
+        (match.captured(1) == QLatin1String("cpu") && !match.captured(2).isEmpty())) {
         throw Error(QStringLiteral("device '%1' is not one of cpu, cuda, cuda:N").arg(text));
     }
     if (match.captured(1) == QLatin1String("cpu")) {
@@ -167,11 +166,11 @@ c10::Device parseDevice(const QString& text)
     const int index = match.captured(2).isEmpty() ? 0 : match.captured(2).toInt();
     const int available = static_cast<int>(torch::cuda::device_count());
     if (index >= available) {
-        throw Error(QStringLiteral("device '%1': this machine has %2 CUDA device(s)%3; use cpu")
-                        .arg(text)
-                        .arg(available)
-                        .arg(available == 0 ? QStringLiteral(" (or this build has no CUDA)")
-                                            : QString()));
+        throw Error(
+            QStringLiteral("device '%1': this machine has %2 CUDA device(s)%3; use cpu")
+                .arg(text)
+                .arg(available)
+                .arg(available == 0 ? QStringLiteral(" (or this build has no CUDA)") : QString()));
     }
     return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
 }

@@ -57,8 +57,7 @@ public:
     at::Tensor encodePrompts(const QStringList& prompts) const;
 
     // UNet output in float32 for float32 inputs, whatever the weights' dtype.
-    at::Tensor denoise(const at::Tensor& x, const at::Tensor& timesteps,
-                       const at::Tensor& context);
+    at::Tensor denoise(const at::Tensor& x, const at::Tensor& timesteps, const at::Tensor& context);
 
     // image [B, 3, H, W] in [-1, 1] -> posterior of the scaled-down latent (unscaled moments).
     VaePosterior encodeImages(const at::Tensor& images);

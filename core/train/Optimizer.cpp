@@ -16,31 +16,27 @@ namespace {
 using detail::stateKey;
 using TensorMap = std::map<QString, at::Tensor>;
 
-std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const OptimizerSection& o,
-                                                       const std::vector<at::Tensor>& parameters,
-                                                       double lr)
+std::unique_ptr<torch::optim::Optimizer>
+makeOptimizer(const OptimizerSection& o, const std::vector<at::Tensor>& parameters, double lr)
 {
     switch (o.kind) {
     case OptimizerKind::AdamW:
-        return std::make_unique<torch::optim::AdamW>(
-            parameters, torch::optim::AdamWOptions(lr)
-                            .betas({o.beta1, o.beta2})
-                            .eps(o.eps)
-                            .weight_decay(o.weightDecay)
-                            .amsgrad(o.amsgrad));
+        return std::make_unique<torch::optim::AdamW>(parameters, torch::optim::AdamWOptions(lr)
+                                                                     .betas({o.beta1, o.beta2})
+                                                                     .eps(o.eps)
+                                                                     .weight_decay(o.weightDecay)
+                                                                     .amsgrad(o.amsgrad));
     case OptimizerKind::Adam:
-        return std::make_unique<torch::optim::Adam>(
-            parameters, torch::optim::AdamOptions(lr)
-                            .betas({o.beta1, o.beta2})
-                            .eps(o.eps)
-                            .weight_decay(o.weightDecay)
-                            .amsgrad(o.amsgrad));
+        return std::make_unique<torch::optim::Adam>(parameters, torch::optim::AdamOptions(lr)
+                                                                    .betas({o.beta1, o.beta2})
+                                                                    .eps(o.eps)
+                                                                    .weight_decay(o.weightDecay)
+                                                                    .amsgrad(o.amsgrad));
     case OptimizerKind::SGD:
-        return std::make_unique<torch::optim::SGD>(parameters,
-                                                   torch::optim::SGDOptions(lr)
-                                                       .momentum(o.momentum)
-                                                       .nesterov(o.nesterov)
-                                                       .weight_decay(o.weightDecay));
+        return std::make_unique<torch::optim::SGD>(parameters, torch::optim::SGDOptions(lr)
+                                                                   .momentum(o.momentum)
+                                                                   .nesterov(o.nesterov)
+                                                                   .weight_decay(o.weightDecay));
     case OptimizerKind::RMSprop:
         return std::make_unique<torch::optim::RMSprop>(parameters,
                                                        torch::optim::RMSpropOptions(lr)
@@ -171,8 +167,7 @@ restoreEntry(OptimizerKind kind, const TensorMap& entry, const at::Tensor& param
 } // namespace
 
 TrainingOptimizer::TrainingOptimizer(const OptimizerSection& options,
-                                     std::vector<at::Tensor> parameters,
-                                     double initialLearningRate)
+                                     std::vector<at::Tensor> parameters, double initialLearningRate)
     : m_options(options), m_parameters(std::move(parameters)),
       m_optimizer(makeOptimizer(options, m_parameters, initialLearningRate))
 {
@@ -208,8 +203,7 @@ void TrainingOptimizer::step()
 OptimizerState TrainingOptimizer::capture() const
 {
     if (m_options.kind == OptimizerKind::AdamW) {
-        return captureAdamW(static_cast<const torch::optim::AdamW&>(*m_optimizer),
-                            m_parameters);
+        return captureAdamW(static_cast<const torch::optim::AdamW&>(*m_optimizer), m_parameters);
     }
     OptimizerState result;
     result.optimizerName = optimizerName(m_options.kind);

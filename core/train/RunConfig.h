@@ -56,8 +56,8 @@ struct ModelSection
 
 struct HypernetworkSection
 {
-    QString name;      // required: file names are NAME-STEP.pt
-    QString file;      // continue training this .pt (and its .optim); empty: create one
+    QString name; // required: file names are NAME-STEP.pt
+    QString file; // continue training this .pt (and its .optim); empty: create one
     // Used only when creating (file empty): the structure of the new hypernetwork.
     HypernetworkConfig create;
     // Strength when this hypernetwork is used outside training. Training and previews always
@@ -67,15 +67,15 @@ struct HypernetworkSection
 
 struct DatasetSection
 {
-    QString folder;                    // required: images (png, jpg, jpeg, webp, bmp)
+    QString folder; // required: images (png, jpg, jpeg, webp, bmp)
     // A template file, or a built-in name (builtInTemplateNames(): "style_filewords", ...).
     QString templateFile = QStringLiteral("style_filewords");
-    QString filenameWordRegex;         // webui dataset_filename_word_regex
+    QString filenameWordRegex; // webui dataset_filename_word_regex
     QString filenameJoinString = QStringLiteral(" ");
     int width = 512;
     int height = 512;
-    bool noCrop = false;               // keep the aspect ratio, sides rounded up to 64
-    double flipProbability = 0.0;      // horizontal flip, really applied
+    bool noCrop = false;          // keep the aspect ratio, sides rounded up to 64
+    double flipProbability = 0.0; // horizontal flip, really applied
     bool shuffleTags = false;
     double tagDropout = 0.0;
     LatentSampling latentSampling = LatentSampling::Once;
@@ -84,50 +84,50 @@ struct DatasetSection
 struct OptimizerSection
 {
     OptimizerKind kind = OptimizerKind::AdamW;
-    double weightDecay = 0.01;  // AdamW default; Adam/SGD/RMSprop/Adagrad default 0 in torch
+    double weightDecay = 0.01; // AdamW default; Adam/SGD/RMSprop/Adagrad default 0 in torch
     double beta1 = 0.9;
     double beta2 = 0.999;
     double eps = 1e-8;
-    double momentum = 0.0;      // SGD, RMSprop
-    bool nesterov = false;      // SGD
-    double alpha = 0.99;        // RMSprop smoothing
-    bool amsgrad = false;       // Adam, AdamW
+    double momentum = 0.0; // SGD, RMSprop
+    bool nesterov = false; // SGD
+    double alpha = 0.99;   // RMSprop smoothing
+    bool amsgrad = false;  // Adam, AdamW
 };
 
 struct TrainingSection
 {
-    int64_t steps = 1000;            // optimizer steps to reach (Max steps)
+    int64_t steps = 1000; // optimizer steps to reach (Max steps)
     int batchSize = 1;
     int gradientAccumulation = 1;
-    uint64_t seed = 0;               // fixes init (when creating), data order, noise, timesteps
+    uint64_t seed = 0; // fixes init (when creating), data order, noise, timesteps
     OptimizerSection optimizer;
-    LrScheduleSpec learningRate;     // maxSteps and initialStep are set from steps / the resume
+    LrScheduleSpec learningRate; // maxSteps and initialStep are set from steps / the resume
     ClipGradMode clipGradMode = ClipGradMode::None;
     double clipGradValue = 0.1;
     QString device = QStringLiteral("cpu");
     QString precision = QStringLiteral("fp32"); // frozen model weights; the hypernetwork is fp32
     AttentionChoice attention = AttentionChoice::Plain;
     bool gradientCheckpointing = false;
-    bool unloadOptimizer = true;     // move the optimizer state to the CPU during CUDA previews
+    bool unloadOptimizer = true; // move the optimizer state to the CPU during CUDA previews
 };
 
 struct PreviewSection
 {
-    QString prompt;                  // empty: the first caption of the current batch
+    QString prompt; // empty: the first caption of the current batch
     QString negativePrompt;
-    int64_t seed = -1;               // -1: drawn from the run's own generator
+    int64_t seed = -1; // -1: drawn from the run's own generator
     SamplerKind sampler = SamplerKind::EulerAncestral;
     int steps = 20;
     double cfgScale = 7.0;
-    int width = 0;                   // 0: the training width / height
+    int width = 0; // 0: the training width / height
     int height = 0;
 };
 
 struct OutputSection
 {
-    QString folder;                  // required: the run folder
-    int64_t saveEvery = 500;         // 0: only at the end (and at cycle ends when asked)
-    int64_t previewEvery = 500;      // 0: none (except at cycle ends when asked)
+    QString folder;             // required: the run folder
+    int64_t saveEvery = 500;    // 0: only at the end (and at cycle ends when asked)
+    int64_t previewEvery = 500; // 0: none (except at cycle ends when asked)
     bool saveAtCycleEnd = false;
     bool previewAtCycleEnd = false;
     bool saveOptimizer = true;
@@ -178,7 +178,7 @@ void writeRunConfig(const RunConfig& config, const QString& path);
 void validateRunConfig(const RunConfig& config);
 
 // Names as written in the file ("adamw", "euler_a", ...).
-QString optimizerName(OptimizerKind kind);  // PyTorch's class name: "AdamW", "SGD"
+QString optimizerName(OptimizerKind kind); // PyTorch's class name: "AdamW", "SGD"
 QString latentSamplingName(LatentSampling method);
 
 // Case-insensitive ("adamw", "AdamW", "rmsprop"); throws studio::Error listing the choices.

@@ -35,11 +35,11 @@ namespace studio {
 namespace {
 
 // Keys of the random streams (Dataset.h: streamSeed). Each decides one kind of thing.
-constexpr uint64_t kNoiseStream = 0x6e6f697365ULL;      // noise and timestep of one sample
-constexpr uint64_t kLatentStream = 0x6c6174656e74ULL;   // latent sample (sampling "random")
-constexpr uint64_t kDropoutStream = 0x64726f70ULL;      // the hypernetwork's dropout masks
-constexpr uint64_t kPreviewStream = 0x70726576ULL;      // preview seed when none is set
-constexpr uint64_t kInitStream = 0x696e6974ULL;         // init of a new hypernetwork
+constexpr uint64_t kNoiseStream = 0x6e6f697365ULL;    // noise and timestep of one sample
+constexpr uint64_t kLatentStream = 0x6c6174656e74ULL; // latent sample (sampling "random")
+constexpr uint64_t kDropoutStream = 0x64726f70ULL;    // the hypernetwork's dropout masks
+constexpr uint64_t kPreviewStream = 0x70726576ULL;    // preview seed when none is set
+constexpr uint64_t kInitStream = 0x696e6974ULL;       // init of a new hypernetwork
 
 const QString kLossCsvHeader = QStringLiteral("step,epoch,epoch_step,loss,learn_rate");
 
@@ -168,9 +168,9 @@ at::Tensor stackConditionings(const std::vector<at::Tensor>& conds)
     std::vector<at::Tensor> padded;
     for (const at::Tensor& cond : conds) {
         const int64_t missing = longest - cond.size(0);
-        padded.push_back(missing == 0 ? cond
-                                      : at::cat({cond, cond.slice(0, -1).expand(
-                                                           {missing, cond.size(1)})}));
+        padded.push_back(missing == 0
+                             ? cond
+                             : at::cat({cond, cond.slice(0, -1).expand({missing, cond.size(1)})}));
     }
     return at::stack(padded);
 }
@@ -344,8 +344,8 @@ void TrainingSession::loadModel()
     say(QStringLiteral("model '%1': %2, %3 (config from %4)")
             .arg(QDir::toNativeSeparators(options.checkpointPath),
                  familyName(m_model->config().family),
-                 m_model->parameterization() == Parameterization::V ? QStringLiteral("v") :
-                                                                      QStringLiteral("eps"),
+                 m_model->parameterization() == Parameterization::V ? QStringLiteral("v")
+                                                                    : QStringLiteral("eps"),
                  m_model->config().source));
 }
 
@@ -397,8 +397,7 @@ void TrainingSession::loadDataset()
 
     writeDatasetCsv();
 
-    m_latents = std::make_unique<LatentCache>(*m_dataset, *m_model,
-                                              m_config.dataset.latentSampling,
+    m_latents = std::make_unique<LatentCache>(*m_dataset, *m_model, m_config.dataset.latentSampling,
                                               m_config.training.seed);
     m_latents->encodeAll();
     say(QStringLiteral("latents encoded (%1 MiB)").arg(m_latents->bytes() / (1024 * 1024)));
@@ -517,18 +516,18 @@ at::Tensor TrainingSession::microBatchLoss(int64_t step, int64_t epoch,
 double TrainingSession::trainStep(int64_t step, bool& finite)
 {
     const int64_t epoch = step / m_summary.stepsPerEpoch;
-    const int64_t firstMicroBatch = (step % m_summary.stepsPerEpoch) *
-                                    m_summary.gradientAccumulation;
+    const int64_t firstMicroBatch =
+        (step % m_summary.stepsPerEpoch) * m_summary.gradientAccumulation;
     const std::vector<std::vector<int>>& batches = batchesOf(epoch);
     const int accumulation = m_summary.gradientAccumulation;
 
     double loss = 0.0;
     finite = true;
     for (int j = 0; j < accumulation; ++j) {
-        seedDefaultGenerator(m_model->device(),
-                             streamSeed(m_config.training.seed,
-                                        {kDropoutStream, static_cast<uint64_t>(step),
-                                         static_cast<uint64_t>(j)}));
+        seedDefaultGenerator(
+            m_model->device(),
+            streamSeed(m_config.training.seed,
+                       {kDropoutStream, static_cast<uint64_t>(step), static_cast<uint64_t>(j)}));
         const std::vector<int>& batch = batches.at(static_cast<size_t>(firstMicroBatch + j));
         const at::Tensor microLoss = microBatchLoss(step, epoch, batch);
         const double value = microLoss.item<double>();
@@ -572,8 +571,9 @@ bool TrainingSession::parametersFinite() const
 QString TrainingSession::save(int64_t stepsDone)
 {
     const QString name = m_config.hypernetwork.name;
-    const QString path = QDir(m_runFolder).filePath(
-        QStringLiteral("hypernetworks/%1-%2.pt").arg(name).arg(stepsDone));
+    const QString path =
+        QDir(m_runFolder)
+            .filePath(QStringLiteral("hypernetworks/%1-%2.pt").arg(name).arg(stepsDone));
 
     HypernetworkConfig& config = m_hypernetwork->config();
     config.name = name;
@@ -600,12 +600,12 @@ void TrainingSession::preview(int64_t stepsDone)
     GenerationRequest request;
     request.prompt = settings.prompt.isEmpty() ? m_lastPrompt : settings.prompt;
     request.negativePrompt = settings.negativePrompt;
-    request.seed = settings.seed >= 0
-                       ? settings.seed
-                       : static_cast<int64_t>(
-                             streamSeed(m_config.training.seed,
-                                        {kPreviewStream, static_cast<uint64_t>(stepsDone)}) &
-                             0x7fffffffULL);
+    request.seed =
+        settings.seed >= 0
+            ? settings.seed
+            : static_cast<int64_t>(streamSeed(m_config.training.seed,
+                                              {kPreviewStream, static_cast<uint64_t>(stepsDone)}) &
+                                   0x7fffffffULL);
     request.sampler.kind = settings.sampler;
     request.sampler.steps = settings.steps;
     request.sampler.cfgScale = settings.cfgScale;
@@ -621,8 +621,10 @@ void TrainingSession::preview(int64_t stepsDone)
                                 [this](int, int) { return m_keepGoing(); });
     }
 
-    const QString path = QDir(m_runFolder).filePath(
-        QStringLiteral("images/%1-%2.png").arg(m_config.hypernetwork.name).arg(stepsDone));
+    const QString path =
+        QDir(m_runFolder)
+            .filePath(
+                QStringLiteral("images/%1-%2.png").arg(m_config.hypernetwork.name).arg(stepsDone));
     io::writePng(path, images.pixels[0], {{QStringLiteral("parameters"), images.infotexts[0]}});
     say(QStringLiteral("preview '%1'").arg(QDir::toNativeSeparators(path)));
     if (m_callbacks.preview) {
@@ -767,8 +769,8 @@ DatasetSummary summarizeDataset(int images, int batchSize, int gradientAccumulat
     summary.batchSize = std::max(1, std::min(batchSize, images));
     summary.gradientAccumulation =
         std::max(1, std::min(gradientAccumulation, images / summary.batchSize));
-    summary.stepsPerEpoch = std::max<int64_t>(
-        1, images / summary.batchSize / summary.gradientAccumulation);
+    summary.stepsPerEpoch =
+        std::max<int64_t>(1, images / summary.batchSize / summary.gradientAccumulation);
     return summary;
 }
 

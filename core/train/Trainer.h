@@ -26,7 +26,7 @@ namespace studio {
 
 struct StepRecord
 {
-    int64_t step = 0;      // optimizer steps done
+    int64_t step = 0; // optimizer steps done
     int64_t totalSteps = 0;
     int64_t epoch = 0;     // as loss.csv: (step - 1) / steps per epoch
     int64_t epochStep = 0; // (step - 1) % steps per epoch
@@ -34,13 +34,13 @@ struct StepRecord
     double learningRate = 0.0;
     double secondsPerStep = 0.0; // smoothed
     double etaSeconds = 0.0;
-    int64_t residentBytes = 0;   // process memory
+    int64_t residentBytes = 0; // process memory
 };
 
 struct PreviewRecord
 {
     int64_t step = 0;
-    QString path;      // the PNG written
+    QString path; // the PNG written
     QString infotext;
 };
 
@@ -61,9 +61,9 @@ struct TrainingResult
 
 struct TrainerCallbacks
 {
-    std::function<void(const QString&)> message;  // human-readable lines, also in the log
+    std::function<void(const QString&)> message; // human-readable lines, also in the log
     std::function<void(const StepRecord&)> step;
-    std::function<void(const QString&)> saved;    // a .pt path
+    std::function<void(const QString&)> saved; // a .pt path
     std::function<void(const PreviewRecord&)> preview;
 };
 

@@ -168,12 +168,11 @@ void TestTrainCli::testRunFolder()
     QCOMPARE(saved.value(QStringLiteral("hypernetwork")).toObject().value(QStringLiteral("name")),
              QJsonValue(QStringLiteral("tinyhn")));
 
-    const QString parameters =
-        pngParameters(run.file(QStringLiteral("images/tinyhn-8.png")));
+    const QString parameters = pngParameters(run.file(QStringLiteral("images/tinyhn-8.png")));
     QVERIFY2(parameters.startsWith(QStringLiteral("a red circle, art by tinyhn\n")),
              qPrintable(parameters));
-    for (const char* part : {"Steps: 3", "Sampler: DDIM", "CFG scale: 5", "Seed: 11",
-                             "Size: 64x64", "Model: tiny_sd1", "Hypernet: tinyhn"}) {
+    for (const char* part : {"Steps: 3", "Sampler: DDIM", "CFG scale: 5", "Seed: 11", "Size: 64x64",
+                             "Model: tiny_sd1", "Hypernet: tinyhn"}) {
         QVERIFY2(parameters.contains(QString::fromLatin1(part)), qPrintable(parameters));
     }
 
@@ -199,10 +198,10 @@ void TestTrainCli::testPreviewsDoNotChangeTraining()
     QCOMPARE(filesIn(previewed.file(QStringLiteral("images"))).size(), 3);
     QCOMPARE(previewed.lossCsv(), quiet.lossCsv());
     QCOMPARE(lossColumn(quiet.lossCsv()).size(), 6);
-    QCOMPARE(largestDifference(weightsOf(quiet.file(QStringLiteral("hypernetworks/tinyhn-6.pt"))),
-                               weightsOf(previewed.file(
-                                   QStringLiteral("hypernetworks/tinyhn-6.pt")))),
-             0.0);
+    QCOMPARE(
+        largestDifference(weightsOf(quiet.file(QStringLiteral("hypernetworks/tinyhn-6.pt"))),
+                          weightsOf(previewed.file(QStringLiteral("hypernetworks/tinyhn-6.pt")))),
+        0.0);
 }
 
 void TestTrainCli::testResumeContinuesExactly()
@@ -230,10 +229,10 @@ void TestTrainCli::testResumeContinuesExactly()
     QVERIFY2(resumed.cli.exitCode == 0, qPrintable(resumed.cli.err));
 
     QCOMPARE(resumed.lossCsv(), whole.lossCsv());
-    QCOMPARE(largestDifference(weightsOf(whole.file(QStringLiteral("hypernetworks/tinyhn-10.pt"))),
-                               weightsOf(resumed.file(
-                                   QStringLiteral("hypernetworks/tinyhn-10.pt")))),
-             0.0);
+    QCOMPARE(
+        largestDifference(weightsOf(whole.file(QStringLiteral("hypernetworks/tinyhn-10.pt"))),
+                          weightsOf(resumed.file(QStringLiteral("hypernetworks/tinyhn-10.pt")))),
+        0.0);
     QVERIFY(readText(resumed.file(QStringLiteral("train.log")))
                 .contains(QStringLiteral("optimizer state restored")));
 }
@@ -318,9 +317,10 @@ void TestTrainCli::testNoCropTrainsAtSizeGroups()
     // Long side fitted to 128, aspect kept, sides rounded up to 64: 256x128 -> 128x64,
     // 200x100 -> 128x64, 128x256 -> 64x128, 64x128 keeps its size.
     const QString dataset = readText(run.file(QStringLiteral("dataset.csv")));
-    for (const char* row : {"\"wide1.png\",\"wide one\",128,64", "\"wide2.png\",\"wide two\",128,64",
-                            "\"tall1.png\",\"tall one\",64,128", "\"tall2.png\",\"tall two\",64,128",
-                            "\"square.png\",\"square\",128,128"}) {
+    for (const char* row :
+         {"\"wide1.png\",\"wide one\",128,64", "\"wide2.png\",\"wide two\",128,64",
+          "\"tall1.png\",\"tall one\",64,128", "\"tall2.png\",\"tall two\",64,128",
+          "\"square.png\",\"square\",128,128"}) {
         QVERIFY2(dataset.contains(QString::fromLatin1(row)), qPrintable(dataset));
     }
     QCOMPARE(lossColumn(run.lossCsv()).size(), 3);
@@ -380,10 +380,8 @@ void TestTrainCli::testInterruptSavesAndExits()
     const QStringList saves = QDir(folder + QStringLiteral("/hypernetworks"))
                                   .entryList({QStringLiteral("tinyhn-*.pt")}, QDir::Files);
     QCOMPARE(saves.size(), 1);
-    const int64_t step = loadHypernetwork(folder + QStringLiteral("/hypernetworks/") +
-                                          saves.front())
-                             .config()
-                             .step;
+    const int64_t step =
+        loadHypernetwork(folder + QStringLiteral("/hypernetworks/") + saves.front()).config().step;
     QVERIFY(step >= 1 && step < 100000);
     QCOMPARE(lossColumn(readText(folder + QStringLiteral("/loss.csv"))).size(), qsizetype(step));
     QVERIFY(QFileInfo::exists(folder + QStringLiteral("/hypernetworks/") + saves.front() +

@@ -16,11 +16,11 @@
 
 #include "core/CpuRuntime.h"
 #include "core/Error.h"
+#include "core/diffusion/ModelLoader.h"
 #include "core/diffusion/UNet.h"
 #include "core/hypernetwork/Hypernetwork.h"
 #include "core/hypernetwork/HypernetworkConfig.h"
 #include "core/io/TensorSource.h"
-#include "core/diffusion/ModelLoader.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -81,8 +81,7 @@ bool parseOptions(int argc, char** argv, Options& options)
             return false;
         }
     }
-    return options.size >= 8 && options.size % 8 == 0 && options.threads >= 1 &&
-           options.steps >= 1;
+    return options.size >= 8 && options.size % 8 == 0 && options.threads >= 1 && options.steps >= 1;
 }
 
 // --- the machine's peak ---------------------------------------------------------------------
@@ -153,14 +152,14 @@ double unetForwardFlops(const UNetConfig& c, int size, int tokens)
         const double n = pixels;
         linear(n, width, width); // proj_in (1x1 conv or linear: same arithmetic)
         for (int d = 0; d < c.transformerDepth; ++d) {
-            linear(n, width, 3 * width);           // self-attention q, k, v
-            flops += 2.0 * 2.0 * n * n * width;    // q k^T and attn v
-            linear(n, width, width);               // to_out
-            linear(n, width, width);               // cross q
+            linear(n, width, 3 * width);             // self-attention q, k, v
+            flops += 2.0 * 2.0 * n * n * width;      // q k^T and attn v
+            linear(n, width, width);                 // to_out
+            linear(n, width, width);                 // cross q
             linear(tokens, c.contextDim, 2 * width); // cross k, v
             flops += 2.0 * 2.0 * n * tokens * width;
             linear(n, width, width);
-            linear(n, width, 8 * width);           // GEGLU proj
+            linear(n, width, 8 * width); // GEGLU proj
             linear(n, 4 * width, width);
         }
         linear(n, width, width); // proj_out
@@ -174,9 +173,9 @@ double unetForwardFlops(const UNetConfig& c, int size, int tokens)
     skips.emplace_back(channels, pixels);
     for (int level = 0; level < levels; ++level) {
         const int ds = 1 << level;
-        const bool attention = std::find(c.attentionResolutions.begin(),
-                                         c.attentionResolutions.end(),
-                                         ds) != c.attentionResolutions.end();
+        const bool attention =
+            std::find(c.attentionResolutions.begin(), c.attentionResolutions.end(), ds) !=
+            c.attentionResolutions.end();
         for (int block = 0; block < c.numResBlocks; ++block) {
             const int out = c.modelChannels * c.channelMult[static_cast<size_t>(level)];
             resBlock(channels, out, pixels);
@@ -197,9 +196,9 @@ double unetForwardFlops(const UNetConfig& c, int size, int tokens)
     resBlock(channels, channels, pixels);
     for (int level = levels - 1; level >= 0; --level) {
         const int ds = 1 << level;
-        const bool attention = std::find(c.attentionResolutions.begin(),
-                                         c.attentionResolutions.end(),
-                                         ds) != c.attentionResolutions.end();
+        const bool attention =
+            std::find(c.attentionResolutions.begin(), c.attentionResolutions.end(), ds) !=
+            c.attentionResolutions.end();
         for (int block = 0; block <= c.numResBlocks; ++block) {
             const auto [skipChannels, skipPixels] = skips.back();
             skips.pop_back();
@@ -331,8 +330,8 @@ int runParent(const Options& options, char** argv)
                     peak.matmul, peak.convolution);
     }
 
-    std::printf("%-48s %7s %9s %9s %8s %10s %8s %7s\n", "model", "s/step", "step MiB",
-                "peak RSS", "weights", "step GFLOP", "GFLOP/s", "of peak");
+    std::printf("%-48s %7s %9s %9s %8s %10s %8s %7s\n", "model", "s/step", "step MiB", "peak RSS",
+                "weights", "step GFLOP", "GFLOP/s", "of peak");
     const QStringList models = options.model == QLatin1String("both")
                                    ? QStringList{QStringLiteral("tiny"), QStringLiteral("sd15")}
                                    : QStringList{options.model};
@@ -356,10 +355,9 @@ int runParent(const Options& options, char** argv)
         // Backward: input gradients through every frozen layer, about the forward's arithmetic.
         const double stepFlops = 2.0 * fields[4].toDouble();
         const double rate = stepFlops / seconds;
-        std::printf("%-48s %7.3f %9.0f %9.0f %8.0f %10.1f %8.1f %6.0f%%\n",
-                    qPrintable(fields[0]), seconds, fields[2].toDouble(), fields[5].toDouble(),
-                    fields[3].toDouble(), stepFlops, rate,
-                    peak.best() > 0 ? 100.0 * rate / peak.best() : 0.0);
+        std::printf("%-48s %7.3f %9.0f %9.0f %8.0f %10.1f %8.1f %6.0f%%\n", qPrintable(fields[0]),
+                    seconds, fields[2].toDouble(), fields[5].toDouble(), fields[3].toDouble(),
+                    stepFlops, rate, peak.best() > 0 ? 100.0 * rate / peak.best() : 0.0);
     }
     std::printf("\nstep MiB: how far the measured steps raised the peak RSS above the RSS after "
                 "the warm-up step. peak RSS: the process's whole peak (MiB), to compare with "

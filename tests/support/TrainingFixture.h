@@ -69,11 +69,11 @@ inline std::vector<ImageSpec> squareImages(int count = 4)
 {
     const char* captions[] = {"a red circle, green square", "a blue circle, small square",
                               "a pink circle, tall square", "an orange circle, wide square",
-                              "a grey circle, no square", "a teal circle, two squares"};
+                              "a grey circle, no square",   "a teal circle, two squares"};
     std::vector<ImageSpec> specs;
     for (int i = 0; i < count; ++i) {
-        specs.push_back({QStringLiteral("img%1.png").arg(i), 64, 64,
-                         QString::fromLatin1(captions[i % 6])});
+        specs.push_back(
+            {QStringLiteral("img%1.png").arg(i), 64, 64, QString::fromLatin1(captions[i % 6])});
     }
     return specs;
 }
