@@ -5,6 +5,7 @@
 
 #ifdef HNSTUDIO_WITH_UI
 #include "ui/MainWindow.h"
+#include "ui/Settings.h"
 
 #include <QApplication>
 #endif
@@ -19,6 +20,7 @@ int runStudio(int argc, char** argv)
     QApplication app(argc, argv);
     QApplication::setApplicationName(QStringLiteral("Hypernet Studio"));
     QApplication::setOrganizationName(QStringLiteral("HypernetStudio"));
+    studio::ui::applyEngineSettings(studio::ui::Settings::load());
     studio::ui::MainWindow window;
     window.show();
     return QApplication::exec();

@@ -6,8 +6,20 @@
 
 namespace studio {
 
+namespace {
+
+// The count before any setCpuThreads(), so that "default" can be chosen again later.
+int startupThreads()
+{
+    static const int threads = at::get_num_threads();
+    return threads;
+}
+
+} // namespace
+
 EngineInfo engineInfo()
 {
+    startupThreads(); // remembered before anything changes it
     EngineInfo info;
     info.studioVersion = QStringLiteral(HNSTUDIO_VERSION);
     info.torchVersion = QStringLiteral(TORCH_VERSION);
@@ -18,6 +30,12 @@ EngineInfo engineInfo()
     }
     info.cpuThreads = at::get_num_threads();
     return info;
+}
+
+void setCpuThreads(int threads)
+{
+    const int startup = startupThreads();
+    at::set_num_threads(threads > 0 ? threads : startup);
 }
 
 } // namespace studio

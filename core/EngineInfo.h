@@ -17,4 +17,8 @@ struct EngineInfo
 
 EngineInfo engineInfo();
 
+// Sets how many CPU threads LibTorch's intra-op work uses, for the whole process. `threads` <= 0
+// restores the count the process started with (LibTorch's choice or OMP_NUM_THREADS).
+void setCpuThreads(int threads);
+
 } // namespace studio

@@ -4,10 +4,13 @@
 #include "ui/CreatePage.h"
 #include "ui/MergePage.h"
 #include "ui/RunsPage.h"
+#include "ui/SettingsDialog.h"
 #include "ui/TrainPage.h"
 
+#include <QAction>
 #include <QCloseEvent>
 #include <QLabel>
+#include <QMenuBar>
 #include <QSettings>
 #include <QStatusBar>
 #include <QTabWidget>
@@ -45,6 +48,7 @@ void MainWindow::setupUi()
     m_tabs->addTab(m_mergePage, tr("&Merge"));
     m_tabs->addTab(m_runsPage, tr("&Runs"));
     setCentralWidget(m_tabs);
+    setupMenus();
 
     m_engineLabel = new QLabel(tr("LibTorch %1 on %2 (%3 CPU threads)")
                                    .arg(info.torchVersion, info.devices.join(QStringLiteral(", ")))
@@ -53,6 +57,28 @@ void MainWindow::setupUi()
     m_engineLabel->setObjectName(QStringLiteral("engineLabel"));
     statusBar()->addPermanentWidget(m_engineLabel);
     statusBar()->showMessage(tr("Ready"));
+}
+
+void MainWindow::setupMenus()
+{
+    QMenu* file = menuBar()->addMenu(tr("&File"));
+    QAction* settings = file->addAction(tr("&Settings…"), this, &MainWindow::openSettings);
+    settings->setObjectName(QStringLiteral("settingsAction"));
+    settings->setShortcut(QKeySequence::Preferences);
+    settings->setMenuRole(QAction::PreferencesRole);
+    file->addSeparator();
+    QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
+    quit->setObjectName(QStringLiteral("quitAction"));
+    quit->setShortcut(QKeySequence::Quit);
+    quit->setMenuRole(QAction::QuitRole);
+}
+
+void MainWindow::openSettings()
+{
+    SettingsDialog dialog(Settings::load(), this);
+    if (dialog.exec() == QDialog::Accepted) {
+        statusBar()->showMessage(tr("Settings saved"), 5000);
+    }
 }
 
 void MainWindow::restoreLayout()
@@ -73,6 +99,10 @@ void MainWindow::saveLayout() const
 
 void MainWindow::closeEvent(QCloseEvent* event)
 {
+    // The run saves the step it reached; closing never loses more than the step under way.
+    if (m_trainPage->isTraining()) {
+        m_trainPage->stopAndWait();
+    }
     saveLayout();
     QMainWindow::closeEvent(event);
 }

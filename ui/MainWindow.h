@@ -37,6 +37,8 @@ protected:
 
 private:
     void setupUi();
+    void setupMenus();
+    void openSettings();
     void restoreLayout();
     void saveLayout() const;
 

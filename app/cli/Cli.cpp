@@ -19,6 +19,7 @@ constexpr Command kCommands[] = {
     {"generate", "make images from a prompt, with 0, 1 or more hypernetworks", runGenerate},
     {"info", "show the structure and metadata of a hypernetwork file", runInfo},
     {"lr-curve", "print the learning rate of every step of a schedule", runLrCurve},
+    {"merge", "merge hypernetworks of the same structure into one file", runMerge},
     {"probe", "run one component on tensors from a safetensors file", runProbe},
     {"tokenize", "print the CLIP token ids of texts", runTokenize},
     {"train", "train a hypernetwork from a run file", runTrain},

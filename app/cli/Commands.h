@@ -23,6 +23,9 @@ int runInfo(const QStringList& arguments);
 // hnstudio lr-curve: prints the learning rate of every optimizer step of a schedule.
 int runLrCurve(const QStringList& arguments);
 
+// hnstudio merge: one hypernetwork from several of the same structure.
+int runMerge(const QStringList& arguments);
+
 // hnstudio probe: runs one component on tensors from a safetensors file.
 int runProbe(const QStringList& arguments);
 

@@ -5,7 +5,7 @@
 
 #include "core/Error.h"
 #include "core/hypernetwork/Activation.h"
-#include "core/hypernetwork/HypernetworkFile.h"
+#include "core/hypernetwork/HypernetworkTools.h"
 
 #include <QDir>
 #include <QFileInfo>
@@ -136,16 +136,19 @@ int create(const QStringList& arguments)
     }
 
     // Option values that do not parse or do not validate are the user's to fix: usage errors.
-    const Hypernetwork hypernetwork = [&] {
+    // Failing to write the file is not (exit status 1).
+    const HypernetworkConfig config = [&] {
         try {
-            return Hypernetwork::create(configFromOptions(parser, outPath));
+            HypernetworkConfig parsed = configFromOptions(parser, outPath);
+            validate(parsed, /*forCreation=*/true);
+            return parsed;
         } catch (const Error& error) {
             failUsage(error.message());
         }
     }();
-    saveHypernetwork(hypernetwork, outPath);
-    out() << "created '" << QDir::toNativeSeparators(outPath)
-          << "': " << hypernetwork.parameterCount() << " parameters\n";
+    const HypernetworkSummary summary = createHypernetworkFile(config, outPath);
+    out() << "created '" << QDir::toNativeSeparators(outPath) << "': " << summary.parameterCount
+          << " parameters\n";
     out().flush();
     return kExitOk;
 }

@@ -6,6 +6,7 @@
 // webui's seeding (one CPU generator per image, seed + i) and its infotext.
 
 #include "core/diffusion/NoiseSchedule.h"
+#include "core/diffusion/SamplerKind.h"
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
@@ -19,17 +20,6 @@ namespace studio {
 
 class Hypernetwork;
 class StableDiffusion;
-
-enum class SamplerKind
-{
-    EulerAncestral, // "euler_a" (webui "Euler a")
-    Ddim,           // "ddim"
-};
-
-QString samplerName(SamplerKind kind);        // "euler_a", "ddim"
-QString samplerDisplayName(SamplerKind kind); // "Euler a", "DDIM" (the webui's infotext names)
-// Accepts "euler_a", "Euler a", "ddim", "DDIM"; throws studio::Error listing the choices.
-SamplerKind parseSamplerKind(const QString& name);
 
 struct SamplerSettings
 {

@@ -5,7 +5,7 @@
 // key, a wrong type or a value out of range is an error that names the field ("training.steps")
 // and says how to fix it. Keys that are left out take the defaults below.
 
-#include "core/diffusion/Sampler.h"
+#include "core/diffusion/SamplerKind.h"
 #include "core/hypernetwork/HypernetworkConfig.h"
 #include "core/train/LrSchedule.h"
 
