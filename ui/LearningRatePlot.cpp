@@ -92,6 +92,23 @@ void LearningRatePlot::updateUsedGraph()
     scheduleReplot();
 }
 
+bool LearningRatePlot::dataBounds(QCPRange& steps, QCPRange& values) const
+{
+    bool anyStep = false;
+    bool anyValue = false;
+    include(steps, anyStep, m_plannedSteps);
+    include(steps, anyStep, m_usedSteps);
+    include(values, anyValue, m_plannedRates);
+    include(values, anyValue, m_usedRates);
+    return anyStep && anyValue;
+}
+
+QCPRange LearningRatePlot::valueRange(const QCPRange& fitted) const
+{
+    const double top = fitted.upper > 0.0 ? fitted.upper * 1.08 : 1e-4;
+    return QCPRange(0.0, top);
+}
+
 QString LearningRatePlot::describeNearest(double step) const
 {
     QStringList lines;

@@ -42,6 +42,11 @@ public:
 
     QString describeNearest(double step) const override;
 
+protected:
+    bool dataBounds(QCPRange& steps, QCPRange& values) const override;
+    // From 0, so that rates compare by height (a step from 1e-3 to 1e-4 is a fall of 90%).
+    QCPRange valueRange(const QCPRange& fitted) const override;
+
 private:
     void updatePlannedGraph();
     void updateUsedGraph();

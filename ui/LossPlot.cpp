@@ -78,6 +78,16 @@ void LossPlot::rebuildSmoothed()
     scheduleReplot();
 }
 
+bool LossPlot::dataBounds(QCPRange& steps, QCPRange& values) const
+{
+    bool anyStep = false;
+    bool anyValue = false;
+    include(steps, anyStep, m_steps);
+    include(values, anyValue, m_raw);
+    include(values, anyValue, m_smoothed);
+    return anyStep && anyValue;
+}
+
 QString LossPlot::describeNearest(double step) const
 {
     const int index = nearestIndex(m_steps, step);

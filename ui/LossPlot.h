@@ -31,6 +31,9 @@ public:
 
     QString describeNearest(double step) const override;
 
+protected:
+    bool dataBounds(QCPRange& steps, QCPRange& values) const override;
+
 private:
     void appendSmoothed(double loss);
     void rebuildSmoothed();

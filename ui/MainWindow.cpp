@@ -48,6 +48,7 @@ void MainWindow::setupUi()
     m_tabs->addTab(m_mergePage, tr("&Merge"));
     m_tabs->addTab(m_runsPage, tr("&Runs"));
     setCentralWidget(m_tabs);
+    connectPages();
     setupMenus();
 
     m_engineLabel = new QLabel(tr("LibTorch %1 on %2 (%3 CPU threads)")
@@ -79,6 +80,18 @@ void MainWindow::openSettings()
     if (dialog.exec() == QDialog::Accepted) {
         statusBar()->showMessage(tr("Settings saved"), 5000);
     }
+}
+
+void MainWindow::connectPages()
+{
+    // A hypernetwork just created is the one most likely to be trained next.
+    connect(m_createPage, &CreatePage::hypernetworkCreated, m_trainPage,
+            &TrainPage::useHypernetworkFile);
+    connect(m_runsPage, &RunsPage::loadRunRequested, this, [this](const QString& path) {
+        if (m_trainPage->openRunFile(path)) {
+            m_tabs->setCurrentWidget(m_trainPage);
+        }
+    });
 }
 
 void MainWindow::restoreLayout()

@@ -37,6 +37,7 @@ protected:
 
 private:
     void setupUi();
+    void connectPages();
     void setupMenus();
     void openSettings();
     void restoreLayout();

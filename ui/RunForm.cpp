@@ -156,6 +156,12 @@ QString fieldOfProblem(const QString& message)
     return match.hasMatch() ? match.captured(1) : QString();
 }
 
+// "1 image", "4 images".
+QString counted(int64_t count, const QString& one, const QString& many)
+{
+    return QStringLiteral("%1 %2").arg(count).arg(count == 1 ? one : many);
+}
+
 QString absolutePath(const QString& text)
 {
     return text.trimmed().isEmpty() ? QString() : QDir::current().absoluteFilePath(text.trimmed());
@@ -1012,14 +1018,14 @@ QString RunForm::derivedText() const
 {
     const DerivedNumbers numbers = derivedNumbers();
     QStringList lines;
-    lines << tr("%1 images per step (batch %2 × accumulation %3)")
-                 .arg(numbers.imagesPerStep)
+    lines << tr("%1 per step (batch %2 × accumulation %3)")
+                 .arg(counted(numbers.imagesPerStep, tr("image"), tr("images")))
                  .arg(numbers.batchSize)
                  .arg(numbers.gradientAccumulation);
     if (numbers.stepsPerEpoch > 0) {
-        lines << tr("%1 steps per epoch (%2 images)")
-                     .arg(numbers.stepsPerEpoch)
-                     .arg(numbers.datasetImages);
+        lines << tr("%1 per epoch (%2)")
+                     .arg(counted(numbers.stepsPerEpoch, tr("step"), tr("steps")),
+                          counted(numbers.datasetImages, tr("image"), tr("images")));
     } else {
         lines << tr("steps per epoch: known once the dataset folder has been read");
     }
@@ -1162,13 +1168,14 @@ void RunForm::showDataset(const DatasetPreview& preview, const std::vector<QImag
         showInfo(m_datasetInfo, preview.error, true);
     } else {
         m_datasetImages = static_cast<int>(preview.images.size());
-        QString text = m_datasetImages == 1 ? tr("1 image") : tr("%1 images").arg(m_datasetImages);
+        QString text = counted(m_datasetImages, tr("image"), tr("images"));
         if (!preview.skipped.isEmpty()) {
             text += tr("; %1 skipped: %2")
                         .arg(preview.skipped.size())
                         .arg(preview.skipped.join(QStringLiteral("; ")));
         }
-        text += tr("; the template has %1 lines").arg(preview.templateLines.size());
+        text += tr("; the template has %1")
+                    .arg(counted(preview.templateLines.size(), tr("line"), tr("lines")));
         if (preview.promptsVary) {
             text += tr("; prompts change every epoch (tag shuffle or dropout): the first shown");
         }

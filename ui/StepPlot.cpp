@@ -3,6 +3,7 @@
 #include <QToolTip>
 
 #include <algorithm>
+#include <cmath>
 
 namespace studio::ui {
 
@@ -11,6 +12,8 @@ namespace {
 // 20 redraws a second look live and leave the UI thread free; a fast GPU can report far more
 // steps than that.
 constexpr int kReplotIntervalMs = 50;
+// Room around the data on each side, as a fraction of its span.
+constexpr double kMargin = 0.04;
 
 } // namespace
 
@@ -50,10 +53,23 @@ void StepPlot::scheduleReplot()
 
 void StepPlot::replotNow()
 {
-    if (m_following) {
-        rescaleAxes();
+    QCPRange steps;
+    QCPRange values;
+    // Fitted from the data itself: QCustomPlot's own rescale keeps the old span for flat data.
+    if (m_following && dataBounds(steps, values)) {
+        const double margin = std::max(0.5, steps.size() * kMargin);
+        xAxis->setRange(steps.lower - margin, steps.upper + margin);
+        yAxis->setRange(valueRange(values));
     }
     replot(QCustomPlot::rpQueuedReplot);
+}
+
+QCPRange StepPlot::valueRange(const QCPRange& fitted) const
+{
+    const double middle = fitted.center();
+    const double margin =
+        fitted.size() > 0.0 ? fitted.size() * kMargin : std::max(std::abs(middle) * 0.1, 1e-12);
+    return QCPRange(fitted.lower - margin, fitted.upper + margin);
 }
 
 void StepPlot::showToolTip(QMouseEvent* event)
@@ -64,6 +80,18 @@ void StepPlot::showToolTip(QMouseEvent* event)
     const QString text = describeNearest(xAxis->pixelToCoord(event->pos().x()));
     if (!text.isEmpty()) {
         QToolTip::showText(event->globalPosition().toPoint(), text, this);
+    }
+}
+
+void StepPlot::include(QCPRange& range, bool& any, const std::vector<double>& data)
+{
+    for (double value : data) {
+        if (!std::isfinite(value)) {
+            continue;
+        }
+        range = any ? QCPRange(std::min(range.lower, value), std::max(range.upper, value))
+                    : QCPRange(value, value);
+        any = true;
     }
 }
 

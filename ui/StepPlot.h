@@ -30,6 +30,16 @@ public:
     virtual QString describeNearest(double step) const = 0;
 
 protected:
+    // The steps and the values of all the plot's data; false when it has none.
+    virtual bool dataBounds(QCPRange& steps, QCPRange& values) const = 0;
+
+    // The value axis for data spanning `fitted`: a margin around it by default, so that no
+    // point sits on the frame and a flat line is drawn in the middle.
+    virtual QCPRange valueRange(const QCPRange& fitted) const;
+
+    // Grows `range` to hold every value of `data`.
+    static void include(QCPRange& range, bool& any, const std::vector<double>& data);
+
     // Redraws soon: several changes within one interval cost one redraw.
     void scheduleReplot();
 

@@ -126,6 +126,14 @@ void TestRunsPage::testReopensARun()
     QCOMPARE(rate->plannedPointCount(), 6);
     QCOMPARE(rate->plannedRate(0), 1e-3);
 
+    // The axes hold every point, the rates from 0 (a constant rate is not a line on the frame).
+    for (int i = 0; i < int(rows.size()); ++i) {
+        QVERIFY(loss->xAxis->range().contains(rows[size_t(i)].step));
+        QVERIFY(loss->yAxis->range().contains(rows[size_t(i)].loss));
+    }
+    QCOMPARE(rate->yAxis->range().lower, 0.0);
+    QVERIFY(rate->yAxis->range().upper > 1e-3 && rate->yAxis->range().upper < 1.2e-3);
+
     // The previews of images/, by step.
     const ui::PreviewGallery* gallery = page.previewGallery();
     QCOMPARE(gallery->count(), 3);
