@@ -404,7 +404,11 @@ std::vector<int64_t> ddimTimesteps(int steps, int trainingTimesteps)
     }
     const int stride = trainingTimesteps / steps;
     std::vector<int64_t> timesteps;
-    for (int t = 0; t < trainingTimesteps; t += stride) {
+    // ldm shifts [0, c, 2c, ...] by one. When c divides T - 1 (S = 3, 9, 27, 37, 111, 333 for
+    // T = 1000) its last timestep is T, one past the schedule: ldm raises IndexError there, and
+    // reading acp[T] would use whatever lies behind the buffer. That step is left out, so S = 3
+    // runs 1, 334, 667: the S steps that were asked for.
+    for (int t = 0; t + 1 < trainingTimesteps; t += stride) {
         timesteps.push_back(t + 1);
     }
     return timesteps;

@@ -121,6 +121,13 @@ void TestSampler::testDdimTimesteps()
     QCOMPARE(ddimTimesteps(30).size(), size_t(31));
     QCOMPARE(ddimTimesteps(500).back(), int64_t(999));
     QCOMPARE(ddimTimesteps(1), std::vector<int64_t>{1});
+    // 1000 // 3 = 333 divides 999: ldm's last timestep would be 1000, past the schedule.
+    QCOMPARE(ddimTimesteps(3), (std::vector<int64_t>{1, 334, 667}));
+    for (int steps = 1; steps <= 500; ++steps) {
+        const std::vector<int64_t> timesteps = ddimTimesteps(steps);
+        QVERIFY2(timesteps.back() < 1000 && int(timesteps.size()) >= steps,
+                 qPrintable(QString::number(steps)));
+    }
 
     STUDIO_VERIFY_ERROR(ddimTimesteps(0), QStringLiteral("DDIM steps"));
     // A stride of 1 would shift the last timestep to 1000, past the schedule.
