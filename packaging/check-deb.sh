@@ -19,8 +19,8 @@ if [[ "$(id -u)" -ne 0 ]]; then
 fi
 
 make_package() {
-    cmake --build "$build" --target hnstudio
-    (cd "$build" && cpack -G DEB >/dev/null)
+    cmake --build "$build" --target hnstudio >&2
+    (cd "$build" && cpack -G DEB >&2)
     ls -t "$build"/hypernet-studio_*.deb | head -n 1
 }
 
@@ -42,6 +42,9 @@ echo "package: $deb ($(du -h "$deb" | cut -f1))"
 dpkg-deb --info "$deb" | sed -n '/Depends/p'
 
 make_clean_root
+# LibTorch reads the CPU's features from /proc/cpuinfo.
+mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
+trap 'umount "$root/proc" 2>/dev/null || true' EXIT
 cp "$deb" "$root/tmp/hypernet-studio.deb"
 in_root apt-get update -q
 in_root apt-get install -y -q --no-install-recommends /tmp/hypernet-studio.deb
