@@ -63,7 +63,7 @@ if [[ -n "$demo_model" ]]; then
     in_root hnstudio info "$demo_model"
 else
     # No demo model in this build: check info on a hypernetwork made by the installed program.
-    in_root hnstudio create /tmp/check.pt --layers "1, 2, 1" --seed 1
+    in_root hnstudio create /tmp/check.pt --layers "1, 2, 1" --seed 1 --force
     in_root hnstudio info /tmp/check.pt
 fi
 echo "check-deb.sh: the package installs and runs on a clean Debian 12"
