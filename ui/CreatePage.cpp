@@ -1,6 +1,7 @@
 #include "ui/CreatePage.h"
 
 #include "core/Error.h"
+#include "core/hypernetwork/ActivationNames.h"
 #include "ui/Settings.h"
 
 #include <QCheckBox>
@@ -142,22 +143,6 @@ void CreatePage::setOverwriteConfirmation(OverwriteConfirmation confirm)
     m_confirmOverwrite = std::move(confirm);
 }
 
-QStringList CreatePage::activationChoices()
-{
-    // core/hypernetwork/Activation.h's activationNames(), which ui/ cannot include (torch);
-    // TestCreatePage checks that the two lists agree.
-    return {
-        QStringLiteral("linear"),     QStringLiteral("relu"),        QStringLiteral("leakyrelu"),
-        QStringLiteral("elu"),        QStringLiteral("swish"),       QStringLiteral("tanh"),
-        QStringLiteral("sigmoid"),    QStringLiteral("celu"),        QStringLiteral("gelu"),
-        QStringLiteral("hardshrink"), QStringLiteral("hardsigmoid"), QStringLiteral("hardtanh"),
-        QStringLiteral("logsigmoid"), QStringLiteral("logsoftmax"),  QStringLiteral("mish"),
-        QStringLiteral("prelu"),      QStringLiteral("rrelu"),       QStringLiteral("relu6"),
-        QStringLiteral("selu"),       QStringLiteral("silu"),        QStringLiteral("softmax"),
-        QStringLiteral("softmax2d"),  QStringLiteral("softmin"),     QStringLiteral("softplus"),
-        QStringLiteral("softshrink"), QStringLiteral("softsign"),    QStringLiteral("tanhshrink")};
-}
-
 void CreatePage::setupUi()
 {
     auto* layout = new QVBoxLayout(this);
@@ -209,7 +194,7 @@ QWidget* CreatePage::createStructureGroup()
 
     m_activationCombo = new QComboBox(group);
     m_activationCombo->setObjectName(QStringLiteral("activationCombo"));
-    m_activationCombo->addItems(activationChoices());
+    m_activationCombo->addItems(activationNames());
     m_activationCombo->setToolTip(tr("Activation after each layer but the last; \"swish\" is "
                                      "Hardswish, as in the webui."));
     form->addRow(tr("&Activation"), m_activationCombo);

@@ -44,9 +44,6 @@ public:
     int64_t parameterCount() const { return m_state.parameters; }
     bool isCreating() const { return m_creating; }
 
-    // The activation names offered, in the webui's order ("linear" first).
-    static QStringList activationChoices();
-
 Q_SIGNALS:
     void hypernetworkCreated(const QString& path);
 

@@ -4,6 +4,7 @@
 #include "core/Error.h"
 #include "core/data/DatasetPreview.h"
 #include "core/diffusion/ImageGenerator.h"
+#include "core/hypernetwork/ActivationNames.h"
 #include "core/hypernetwork/HypernetworkTools.h"
 #include "core/train/Trainer.h"
 #include "ui/Background.h"
@@ -64,20 +65,6 @@ QJsonObject placeholderRun()
         {QStringLiteral("dataset"), QJsonObject{{QStringLiteral("folder"), QStringLiteral(".")}}},
         {QStringLiteral("output"), QJsonObject{{QStringLiteral("folder"), QStringLiteral(".")}}}};
 }
-
-// The activations of docs/run-config.md (hypernetwork.create.activation); the list itself lives
-// with the torch modules, which the UI cannot include.
-const QStringList kActivations = {
-    QStringLiteral("linear"),     QStringLiteral("relu"),        QStringLiteral("leakyrelu"),
-    QStringLiteral("elu"),        QStringLiteral("swish"),       QStringLiteral("tanh"),
-    QStringLiteral("sigmoid"),    QStringLiteral("celu"),        QStringLiteral("gelu"),
-    QStringLiteral("hardshrink"), QStringLiteral("hardsigmoid"), QStringLiteral("hardtanh"),
-    QStringLiteral("logsigmoid"), QStringLiteral("logsoftmax"),  QStringLiteral("mish"),
-    QStringLiteral("prelu"),      QStringLiteral("rrelu"),       QStringLiteral("relu6"),
-    QStringLiteral("selu"),       QStringLiteral("silu"),        QStringLiteral("softmax"),
-    QStringLiteral("softmax2d"),  QStringLiteral("softmin"),     QStringLiteral("softplus"),
-    QStringLiteral("softshrink"), QStringLiteral("softsign"),    QStringLiteral("tanhshrink"),
-};
 
 const WeightInit kWeightInits[] = {WeightInit::Normal, WeightInit::XavierUniform,
                                    WeightInit::XavierNormal, WeightInit::KaimingUniform,
@@ -369,7 +356,7 @@ QWidget* RunForm::buildCreateFields()
     addText(form, prefix + QStringLiteral("layer_structure"), tr("Layer structure"),
             tr("Width multipliers, first and last 1, e.g. 1, 2, 1."));
     std::vector<Choice> activations{{tr("none"), kNullChoice}};
-    for (const QString& name : kActivations) {
+    for (const QString& name : activationNames()) {
         activations.push_back({name, name});
     }
     addChoice(form, prefix + QStringLiteral("activation"), tr("Activation"), activations,

@@ -4,6 +4,8 @@
 // of torch.nn.modules.activation that can be built without arguments, each with PyTorch's
 // default parameters. "swish" is Hardswish, as in the webui.
 
+#include "core/hypernetwork/ActivationNames.h"
+
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
@@ -48,9 +50,6 @@ enum class ActivationKind
 // The kind for a webui activation name (case-insensitive). Throws studio::Error for unknown
 // names and for those the webui lists but cannot use, with the reason.
 ActivationKind parseActivation(const QString& name);
-
-// Names offered when creating a hypernetwork (the webui's list, "linear" first).
-QStringList activationNames();
 
 class ActivationImpl : public torch::nn::Module
 {

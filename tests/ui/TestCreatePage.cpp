@@ -138,9 +138,12 @@ HypernetworkSummary TestCreatePage::createThroughForm(const QString& name)
 
 void TestCreatePage::testActivationChoicesAreTheEngines()
 {
-    QCOMPARE(CreatePage::activationChoices(), studio::activationNames());
     auto* combo = child<QComboBox>(*m_page, "activationCombo");
-    QCOMPARE(combo->count(), static_cast<int>(studio::activationNames().size()));
+    QStringList offered;
+    for (int i = 0; i < combo->count(); ++i) {
+        offered << combo->itemText(i);
+    }
+    QCOMPARE(offered, studio::activationNames());
     QCOMPARE(combo->currentText(), QStringLiteral("linear")); // the webui's default
 }
 
