@@ -5,6 +5,7 @@
 #include "app/cli/Commands.h"
 
 #include "core/Error.h"
+#include "core/diffusion/ImageGenerator.h"
 #include "core/diffusion/Sampler.h"
 #include "core/diffusion/StableDiffusion.h"
 #include "core/hypernetwork/HypernetworkFile.h"
@@ -157,8 +158,9 @@ GenerationRequest requestFrom(const QCommandLineParser& parser)
                                      "euler_a)"));
         }
     }
-    request.width = positiveOption(parser, QStringLiteral("width"), 512);
-    request.height = positiveOption(parser, QStringLiteral("height"), 512);
+    // 0 until the model is loaded: then its native size (useNativeSize).
+    request.width = positiveOption(parser, QStringLiteral("width"), 0);
+    request.height = positiveOption(parser, QStringLiteral("height"), 0);
     request.batchSize = positiveOption(parser, QStringLiteral("batch"), 1);
     return request;
 }
@@ -188,6 +190,17 @@ std::unique_ptr<StableDiffusion> loadModel(const QCommandLineParser& parser)
     }
     options.tokenizerPath = tokenizerPath(parser);
     return StableDiffusion::load(options);
+}
+
+// The webui always defaults to 512; a model's own size is right for SD2 768 models too, and
+// keeps a tiny test model from being asked for images it cannot hold in memory.
+void useNativeSize(GenerationRequest& request, const StableDiffusion& model,
+                   const QCommandLineParser& parser)
+{
+    const int native = nativeImageSize(model, parser.value(QStringLiteral("model")),
+                                       parser.value(QStringLiteral("config")));
+    request.width = request.width == 0 ? native : request.width;
+    request.height = request.height == 0 ? native : request.height;
 }
 
 // webui's save_image numbering in a folder: NNNNN-SEED.png, NNNNN after the highest there.
@@ -277,10 +290,12 @@ void addOptions(QCommandLineParser& parser)
                         "(default 1)."),
          QStringLiteral("E")},
         {QStringLiteral("width"),
-         QStringLiteral("Image width, a multiple of 8 (of the VAE's factor). Default: 512."),
+         QStringLiteral("Image width, a multiple of 8 (of the VAE's factor). Default: the "
+                        "model's own size (512 for SD1, 768 for SD2 v models)."),
          QStringLiteral("W")},
         {QStringLiteral("height"),
-         QStringLiteral("Image height, a multiple of 8 (of the VAE's factor). Default: 512."),
+         QStringLiteral("Image height, a multiple of 8 (of the VAE's factor). Default: the "
+                        "model's own size."),
          QStringLiteral("H")},
         {QStringLiteral("batch"), QStringLiteral("Images to make in one batch. Default: 1."),
          QStringLiteral("N")},
@@ -313,10 +328,11 @@ int generate(const QStringList& arguments)
         return kExitOk;
     }
     requireOptions(parser);
-    const GenerationRequest request = requestFrom(parser);
+    GenerationRequest request = requestFrom(parser);
     const QStringList paths = outputPaths(parser.value(QStringLiteral("output")), request);
 
     const std::unique_ptr<StableDiffusion> model = loadModel(parser);
+    useNativeSize(request, *model, parser);
     const std::vector<Hypernetwork> stack = loadHypernetworks(parser, *model);
     std::vector<const Hypernetwork*> applied;
     for (const Hypernetwork& hypernetwork : stack) {

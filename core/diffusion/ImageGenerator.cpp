@@ -45,27 +45,6 @@ QVariantMap mapAt(const QVariantMap& root, const QStringList& keys)
     return map;
 }
 
-// The latent size the model was trained at (ldm's image_size) times the VAE factor; without a
-// YAML, the sizes the families were released at (SD2 v models 768, everything else 512).
-int nativeImageSize(const GeneratorModelOptions& options, StableDiffusion& model)
-{
-    const QString yaml = configPathFor(options.checkpoint, options.config);
-    if (!yaml.isEmpty()) {
-        const QVariantMap params =
-            mapAt(readYamlFile(yaml).toMap(), {QStringLiteral("model"), QStringLiteral("params")});
-        QVariant latent = mapAt(params, {QStringLiteral("unet_config"), QStringLiteral("params")})
-                              .value(QStringLiteral("image_size"));
-        if (!latent.isValid()) {
-            latent = params.value(QStringLiteral("image_size"));
-        }
-        if (latent.toInt() > 0) {
-            return latent.toInt() * model.latentDownsampling();
-        }
-    }
-    const bool sd2v = model.config().family == ModelFamily::Sd2 && model.config().vPrediction;
-    return sd2v ? 768 : 512;
-}
-
 QString predictionText(const ModelConfig& config)
 {
     if (!config.vPredictionKnown) {
@@ -114,6 +93,25 @@ struct CachedHypernetwork
 };
 
 } // namespace
+
+int nativeImageSize(const StableDiffusion& model, const QString& checkpoint, const QString& config)
+{
+    const QString yaml = configPathFor(checkpoint, config);
+    if (!yaml.isEmpty()) {
+        const QVariantMap params =
+            mapAt(readYamlFile(yaml).toMap(), {QStringLiteral("model"), QStringLiteral("params")});
+        QVariant latent = mapAt(params, {QStringLiteral("unet_config"), QStringLiteral("params")})
+                              .value(QStringLiteral("image_size"));
+        if (!latent.isValid()) {
+            latent = params.value(QStringLiteral("image_size"));
+        }
+        if (latent.toInt() > 0) {
+            return latent.toInt() * model.latentDownsampling();
+        }
+    }
+    const bool sd2v = model.config().family == ModelFamily::Sd2 && model.config().vPrediction;
+    return sd2v ? 768 : 512;
+}
 
 struct ImageGenerator::Impl
 {
@@ -202,7 +200,7 @@ ImageGenerator::ImageGenerator(const GeneratorModelOptions& options)
     model.clipSkip = options.clipSkip;
     m_impl->options = options;
     m_impl->model = StableDiffusion::load(model);
-    m_impl->nativeSize = nativeImageSize(options, *m_impl->model);
+    m_impl->nativeSize = nativeImageSize(*m_impl->model, options.checkpoint, options.config);
 }
 
 ImageGenerator::~ImageGenerator() = default;

@@ -15,6 +15,8 @@
 
 namespace studio {
 
+class StableDiffusion;
+
 struct GeneratorModelOptions
 {
     QString checkpoint;
@@ -35,11 +37,11 @@ struct ImageRequest
 {
     QString prompt;
     QString negativePrompt;
-    int64_t seed = 0; // -1: random
+    int64_t seed = 0;                            // -1: random
     QString sampler = QStringLiteral("euler_a"); // "euler_a" or "ddim"
     int steps = 20;
     double cfgScale = 7.0;
-    int width = 0;  // 0: the model's native size
+    int width = 0; // 0: the model's native size
     int height = 0;
     std::vector<StackEntry> hypernetworks; // applied in order (a sequential stack)
 };
@@ -77,6 +79,12 @@ private:
     struct Impl;
     std::unique_ptr<Impl> m_impl;
 };
+
+// The size `model` makes images at unless told otherwise: the latent size it was trained at
+// (the ldm YAML's image_size, from `config` or the YAML beside `checkpoint`) times the VAE
+// factor; without a YAML, the sizes the families were released at (SD2 v models 768, others 512).
+int nativeImageSize(const StableDiffusion& model, const QString& checkpoint,
+                    const QString& config = QString());
 
 // What a checkpoint is, without loading its weights ("SD1.x, eps prediction, 4-channel UNet
 // with context 768; configuration from model.yaml"), for the model pickers. Throws studio::Error

@@ -80,6 +80,7 @@ private Q_SLOTS:
     void testProbeSampleMatchesReference();
     void testGenerateIsSeeded();
     void testHypernetworkStack();
+    void testDefaultSizeIsTheModels();
     void testPngCarriesParameters();
     void testFolderOutputIsNumbered();
     void testBadArguments_data();
@@ -144,6 +145,21 @@ void TestGenerateCli::testGenerateIsSeeded()
     QVERIFY(ddimFirst.defined());
     QVERIFY(at::equal(ddimFirst, generatePixels(file, ddim)));
     QVERIFY(!at::equal(ddimFirst, first));
+}
+
+void TestGenerateCli::testDefaultSizeIsTheModels()
+{
+    // tiny_sd1.yaml: image_size 16 latents, VAE factor 2, so 32x32; never the webui's 512.
+    const QString file = m_dir.filePath(QStringLiteral("native.png"));
+    QStringList arguments = generateArguments(file, {QStringLiteral("--seed"), seed(4)});
+    for (const QString& option : {QStringLiteral("--width"), QStringLiteral("--height")}) {
+        const qsizetype at = arguments.indexOf(option);
+        arguments.remove(at, 2);
+    }
+    const test::CliRun run = test::runHnstudio(arguments);
+    QVERIFY2(run.exitCode == 0, qPrintable(run.err));
+    QCOMPARE(test::shapeOf(io::readImageRgb(file)), QStringLiteral("[32, 32, 3]"));
+    QVERIFY(io::readPngText(file).front().second.contains(QStringLiteral("Size: 32x32")));
 }
 
 void TestGenerateCli::testHypernetworkStack()
