@@ -2,6 +2,7 @@
 
 #include "core/diffusion/ImageGenerator.h"
 #include "core/diffusion/SamplerKind.h"
+#include "core/hypernetwork/HypernetworkConfig.h"
 #include "ui/Background.h"
 #include "ui/Settings.h"
 
@@ -63,18 +64,6 @@ QString summaryKey(const QString& path)
     const QFileInfo info(path);
     return info.absoluteFilePath() + QLatin1Char('|') +
            QString::number(info.lastModified().toMSecsSinceEpoch());
-}
-
-// The webui keeps only alphanumerics and "._- " in a hypernetwork's name.
-QString sanitizeName(const QString& name)
-{
-    QString result;
-    for (const QChar c : name) {
-        if (c.isLetterOrNumber() || QStringLiteral("._- ").contains(c)) {
-            result += c;
-        }
-    }
-    return result.trimmed();
 }
 
 QString weightText(double weight)
@@ -758,7 +747,7 @@ MergePage::PreviewPlan MergePage::planPreview(QString& problem)
     if (canMerge() && m_tempDir.isValid()) {
         plan.inputs = inputs();
         plan.mergePath = m_tempDir.filePath(QStringLiteral("merge.pt"));
-        plan.mergeName = sanitizeName(m_nameEdit->text());
+        plan.mergeName = sanitizeHypernetworkName(m_nameEdit->text());
         if (plan.mergeName.isEmpty()) {
             plan.mergeName = QStringLiteral("merge");
         }
@@ -1003,7 +992,7 @@ bool MergePage::eventFilter(QObject* watched, QEvent* event)
 
 void MergePage::chooseSavePath()
 {
-    QString name = sanitizeName(m_nameEdit->text());
+    QString name = sanitizeHypernetworkName(m_nameEdit->text());
     if (name.isEmpty()) {
         name = QStringLiteral("merge");
     }
@@ -1032,9 +1021,9 @@ void MergePage::saveMerge(const QString& path)
                   true);
         return;
     }
-    QString name = sanitizeName(m_nameEdit->text());
+    QString name = sanitizeHypernetworkName(m_nameEdit->text());
     if (name.isEmpty()) {
-        name = sanitizeName(stem(path));
+        name = sanitizeHypernetworkName(stem(path));
     }
     if (name.isEmpty()) {
         setStatus(tr("The merge needs a name with letters or digits; type one beside Save."), true);

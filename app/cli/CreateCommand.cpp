@@ -5,6 +5,7 @@
 
 #include "core/Error.h"
 #include "core/hypernetwork/Activation.h"
+#include "core/hypernetwork/HypernetworkConfig.h"
 #include "core/hypernetwork/HypernetworkTools.h"
 
 #include <QDir>
@@ -62,24 +63,12 @@ QList<QCommandLineOption> createOptions()
     };
 }
 
-// The webui keeps only alphanumerics and "._- " in a hypernetwork's name.
-QString sanitizeName(const QString& name)
-{
-    QString result;
-    for (const QChar c : name) {
-        if (c.isLetterOrNumber() || QStringLiteral("._- ").contains(c)) {
-            result += c;
-        }
-    }
-    return result.trimmed();
-}
-
 HypernetworkConfig configFromOptions(const QCommandLineParser& parser, const QString& outPath)
 {
     HypernetworkConfig config;
-    config.name =
-        sanitizeName(parser.isSet(QStringLiteral("name")) ? parser.value(QStringLiteral("name"))
-                                                          : QFileInfo(outPath).completeBaseName());
+    config.name = sanitizeHypernetworkName(parser.isSet(QStringLiteral("name"))
+                                               ? parser.value(QStringLiteral("name"))
+                                               : QFileInfo(outPath).completeBaseName());
     if (config.name.isEmpty()) {
         failUsage(QStringLiteral("--name: the name has no letters or digits"));
     }

@@ -5,6 +5,7 @@
 #include "app/cli/Commands.h"
 
 #include "core/Error.h"
+#include "core/hypernetwork/HypernetworkConfig.h"
 #include "core/hypernetwork/HypernetworkTools.h"
 
 #include <QDir>
@@ -66,18 +67,6 @@ std::vector<MergeInput> mergeInputs(const QStringList& arguments)
         inputs.push_back({input.path, input.weight.value_or(1.0 / double(parsed.size()))});
     }
     return inputs;
-}
-
-// The webui keeps only alphanumerics and "._- " in a hypernetwork's name.
-QString sanitizeName(const QString& name)
-{
-    QString result;
-    for (const QChar c : name) {
-        if (c.isLetterOrNumber() || QStringLiteral("._- ").contains(c)) {
-            result += c;
-        }
-    }
-    return result.trimmed();
 }
 
 void addOptions(QCommandLineParser& parser)
@@ -143,9 +132,9 @@ int merge(const QStringList& arguments)
         failUsage(QStringLiteral("'%1' exists; use --force to overwrite it")
                       .arg(QDir::toNativeSeparators(outPath)));
     }
-    const QString name =
-        sanitizeName(parser.isSet(QStringLiteral("name")) ? parser.value(QStringLiteral("name"))
-                                                          : QFileInfo(outPath).completeBaseName());
+    const QString name = sanitizeHypernetworkName(parser.isSet(QStringLiteral("name"))
+                                                      ? parser.value(QStringLiteral("name"))
+                                                      : QFileInfo(outPath).completeBaseName());
     if (name.isEmpty()) {
         failUsage(QStringLiteral("--name: the name has no letters or digits"));
     }

@@ -156,6 +156,17 @@ void validate(const HypernetworkConfig& config, bool forCreation)
     }
 }
 
+QString sanitizeHypernetworkName(const QString& name)
+{
+    QString result;
+    for (const QChar c : name) {
+        if (c.isLetterOrNumber() || QStringLiteral("._- ").contains(c)) {
+            result += c;
+        }
+    }
+    return result.trimmed();
+}
+
 std::vector<double> parseNumberList(const QString& text, const QString& field)
 {
     std::vector<double> values;

@@ -74,6 +74,10 @@ struct HypernetworkConfig
 // last dropout zero) on top of those every loadable file must pass.
 void validate(const HypernetworkConfig& config, bool forCreation);
 
+// The name the webui gives a hypernetwork created as `name`: only letters, digits and "._- ",
+// trimmed.
+QString sanitizeHypernetworkName(const QString& name);
+
 // Parses "1, 2, 1" (comma-separated numbers). `field` names the option in errors.
 std::vector<double> parseNumberList(const QString& text, const QString& field);
 

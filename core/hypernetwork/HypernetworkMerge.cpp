@@ -278,13 +278,7 @@ HypernetworkSummary mergeHypernetworkFiles(const std::vector<MergeInput>& inputs
     saveHypernetwork(merged, outputPath);
     qCInfo(lcHypernetwork) << "merged" << inputs.size() << "hypernetworks into" << outputPath;
 
-    HypernetworkSummary summary;
-    summary.path = outputPath;
-    summary.config = merged.config();
-    summary.parameterCount = merged.parameterCount();
-    summary.fileBytes = QFileInfo(outputPath).size();
-    summary.shortHash = fileShortHash(outputPath);
-    return summary;
+    return summarizeSavedHypernetwork(merged, outputPath);
 }
 
 } // namespace studio

@@ -175,12 +175,9 @@ int64_t estimateFileBytes(const HypernetworkConfig& config)
     return zip.total();
 }
 
-HypernetworkSummary createHypernetworkFile(const HypernetworkConfig& config, const QString& path)
+HypernetworkSummary summarizeSavedHypernetwork(const Hypernetwork& hypernetwork,
+                                               const QString& path)
 {
-    validate(config, /*forCreation=*/true);
-    const Hypernetwork hypernetwork = Hypernetwork::create(config);
-    saveHypernetwork(hypernetwork, path);
-
     HypernetworkSummary summary;
     summary.path = path;
     summary.config = hypernetwork.config();
@@ -188,6 +185,15 @@ HypernetworkSummary createHypernetworkFile(const HypernetworkConfig& config, con
     summary.fileBytes = QFileInfo(path).size();
     summary.shortHash = fileShortHash(path);
     return summary;
+}
+
+HypernetworkSummary createHypernetworkFile(const HypernetworkConfig& config, const QString& path)
+{
+    validate(config, /*forCreation=*/true);
+    const Hypernetwork hypernetwork = Hypernetwork::create(config);
+    saveHypernetwork(hypernetwork, path);
+
+    return summarizeSavedHypernetwork(hypernetwork, path);
 }
 
 HypernetworkSummary summarizeHypernetworkFile(const QString& path)
@@ -199,13 +205,7 @@ HypernetworkSummary summarizeHypernetworkFile(const QString& path)
     }
     const Hypernetwork hypernetwork = loadHypernetwork(path);
 
-    HypernetworkSummary summary;
-    summary.path = path;
-    summary.config = hypernetwork.config();
-    summary.parameterCount = hypernetwork.parameterCount();
-    summary.fileBytes = QFileInfo(path).size();
-    summary.shortHash = fileShortHash(path);
-    return summary;
+    return summarizeSavedHypernetwork(hypernetwork, path);
 }
 
 } // namespace studio

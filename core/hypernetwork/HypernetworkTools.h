@@ -14,6 +14,8 @@
 
 namespace studio {
 
+class Hypernetwork;
+
 struct HypernetworkSummary
 {
     QString path;
@@ -34,6 +36,10 @@ int64_t estimateFileBytes(const HypernetworkConfig& config);
 // Validates `config` for creation, initialises a hypernetwork (from config.initSeed when set)
 // and writes it to `path` atomically. Throws studio::Error naming the field or the file.
 HypernetworkSummary createHypernetworkFile(const HypernetworkConfig& config, const QString& path);
+
+// The summary of `hypernetwork`, just saved as `path` (for the engine: the UI reads files).
+HypernetworkSummary summarizeSavedHypernetwork(const Hypernetwork& hypernetwork,
+                                               const QString& path);
 
 // Reads `path` (no pickled code runs) and describes it. Throws studio::Error naming the file.
 HypernetworkSummary summarizeHypernetworkFile(const QString& path);
