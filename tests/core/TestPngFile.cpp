@@ -210,7 +210,8 @@ void TestPngFile::testChunksAreWrittenAsPilWritesThem()
     QCOMPARE(chunks.at(1).type, QByteArray("tEXt"));
     QCOMPARE(chunkText(chunks.at(1).data), chunkText(QByteArray("parameters\0caf\xe9", 15)));
     QCOMPARE(chunks.at(2).type, QByteArray("iTXt"));
-    const QByteArray expected = QByteArray("comment\0\0\0\0\0", 12) + QString("日本 ✓").toUtf8();
+    const QByteArray expected =
+        QByteArray("comment\0\0\0\0\0", 12) + QString("日本 ✓").toUtf8();
     QCOMPARE(chunkText(chunks.at(2).data), chunkText(expected));
     QCOMPARE(chunks.back().type, QByteArray("IEND"));
 }
