@@ -14,6 +14,9 @@ int runCli(const QStringList& arguments);
 // hnstudio create: a new hypernetwork file.
 int runCreate(const QStringList& arguments);
 
+// hnstudio demo-data: the built-in demo's captioned pictures and vocabulary.
+int runDemoData(const QStringList& arguments);
+
 // hnstudio generate: images from a prompt, with 0, 1 or more hypernetworks.
 int runGenerate(const QStringList& arguments);
 

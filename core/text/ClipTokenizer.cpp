@@ -30,6 +30,8 @@ namespace {
 // simple_tokenizer.py: merges[1:49152-256-2+1], i.e. 48894 merges after the header line.
 constexpr int kMergeCount = 49152 - 256 - 2;
 constexpr int kByteCount = 256;
+// Every vocabulary has the byte tokens, each also with "</w>", and the start and end tokens.
+constexpr int kFixedTokenCount = 2 * kByteCount + 2;
 // Distinct pieces remembered; a caption set rarely has more distinct words than this.
 constexpr size_t kCacheLimit = 500000;
 
@@ -507,11 +509,13 @@ QStringList splitWords(QStringView line)
 
 using MergeList = std::vector<std::pair<QString, QString>>;
 
-// Lines 1..48894 (line 0 is a version header), each "left right".
-MergeList parseMerges(const QString& text, const QString& path)
+// Lines 1..48894 (line 0 is a version header), each "left right". The original layout must
+// hold all of them (`complete`); a Hugging Face merges.txt may hold fewer, as its vocab.json
+// then says (checkPair), and like CLIPTokenizer any past 48894 are ignored.
+MergeList parseMerges(const QString& text, const QString& path, bool complete)
 {
     const QList<QStringView> lines = QStringView(text).split(u'\n');
-    if (lines.size() < 1 + kMergeCount) {
+    if (complete && lines.size() < 1 + kMergeCount) {
         throw Error(QStringLiteral("'%1' holds %2 BPE merges, but the CLIP vocabulary has %3: "
                                    "the file is truncated or another tokenizer's; get %4 from %5")
                         .arg(native(path))
@@ -519,9 +523,10 @@ MergeList parseMerges(const QString& text, const QString& path)
                         .arg(kMergeCount)
                         .arg(kBpeGzName, kBpeSource));
     }
+    const int count = int(std::min<qsizetype>(lines.size() - 1, kMergeCount));
     MergeList merges;
-    merges.reserve(kMergeCount);
-    for (int line = 1; line <= kMergeCount; ++line) {
+    merges.reserve(size_t(count));
+    for (int line = 1; line <= count; ++line) {
         const QStringList words = splitWords(lines[line]);
         if (words.size() != 2) {
             throw Error(QStringLiteral("line %1 of '%2' is '%3', not two symbols separated by a "
@@ -568,25 +573,17 @@ std::vector<QString> tokensFromJson(const QString& path)
                         .arg(native(path), problem, kHuggingFaceSource));
     }
     const QJsonObject object = document.object();
-    if (object.size() != ClipTokenizer::kVocabularySize) {
-        throw Error(QStringLiteral("'%1' holds %2 tokens, but the CLIP vocabulary has %3; use the "
-                                   "vocab.json of %4")
-                        .arg(native(path))
-                        .arg(object.size())
-                        .arg(ClipTokenizer::kVocabularySize)
-                        .arg(kHuggingFaceSource));
-    }
-
-    std::vector<QString> tokens(ClipTokenizer::kVocabularySize);
+    std::vector<QString> tokens(size_t(object.size()));
     for (auto entry = object.constBegin(); entry != object.constEnd(); ++entry) {
         const double value = entry.value().toDouble(-1);
-        const bool inRange = value >= 0 && value < ClipTokenizer::kVocabularySize;
+        const bool inRange = value >= 0 && value < double(object.size());
         const int id = inRange ? int(value) : -1;
         if (id < 0 || id != value || !tokens[size_t(id)].isNull()) {
             throw Error(QStringLiteral("'%1': token '%2' has the id %3, which is not one of a CLIP "
-                                       "vocabulary's distinct ids 0 to %4")
+                                       "vocabulary's distinct ids 0 to %4 (one per token): the "
+                                       "file is damaged or truncated")
                             .arg(native(path), entry.key(), entry.value().toVariant().toString())
-                            .arg(ClipTokenizer::kVocabularySize - 1));
+                            .arg(object.size() - 1));
         }
         tokens[size_t(id)] = entry.key();
     }
@@ -652,6 +649,26 @@ VocabularyFiles vocabularyFiles(const QString& path)
                              kHuggingFaceSource));
     }
     return files;
+}
+
+// A vocab.json must hold exactly the tokens its merges.txt makes. A file cut short by a failed
+// download breaks that count, so it is refused here rather than tokenizing wrongly.
+void checkPair(const std::vector<QString>& tokens, const MergeList& merges,
+               const VocabularyFiles& files)
+{
+    const size_t expected = kFixedTokenCount + merges.size();
+    if (tokens.size() == expected) {
+        return;
+    }
+    throw Error(QStringLiteral("'%1' holds %2 tokens, but the CLIP vocabulary has %3 with the %4 "
+                               "merges of '%5' (512 byte tokens, one per merge, start and end): "
+                               "one of the files is truncated or they are not a pair; use the "
+                               "vocab.json and merges.txt of one tokenizer (CLIP's: %6)")
+                    .arg(native(files.vocabJson))
+                    .arg(tokens.size())
+                    .arg(expected)
+                    .arg(merges.size())
+                    .arg(native(files.merges), kHuggingFaceSource));
 }
 
 // ---- locating a vocabulary ----------------------------------------------------------------------
@@ -771,6 +788,8 @@ struct ClipTokenizer::Vocabulary
     std::unordered_map<quint64, Merge> merges;
     std::array<int, kByteCount> byteIds{};
     std::array<int, kByteCount> byteEndIds{};
+    int startId = kStartOfText;
+    int endId = kEndOfText;
 
     static std::shared_ptr<const Vocabulary> load(const QString& path);
 
@@ -787,13 +806,14 @@ ClipTokenizer::Vocabulary::load(const QString& path)
     MergeList mergeList;
     if (files.vocabJson.isEmpty()) {
         vocabulary->sourcePath = files.merges;
-        mergeList = parseMerges(readText(files.merges), files.merges);
+        mergeList = parseMerges(readText(files.merges), files.merges, /*complete=*/true);
         vocabulary->tokens = tokensFromMerges(mergeList);
     } else {
         // Hugging Face reads merges.txt with .strip() before splitting the lines.
         vocabulary->sourcePath = files.vocabJson;
         vocabulary->tokens = tokensFromJson(files.vocabJson);
-        mergeList = parseMerges(readText(files.merges).trimmed(), files.merges);
+        mergeList = parseMerges(readText(files.merges).trimmed(), files.merges, false);
+        checkPair(vocabulary->tokens, mergeList, files);
     }
 
     vocabulary->indexTokens();
@@ -808,12 +828,15 @@ void ClipTokenizer::Vocabulary::indexTokens()
     for (size_t id = 0; id < tokens.size(); ++id) {
         ids.insert(tokens[id], int(id));
     }
-    if (ids.value(kStartText, -1) != kStartOfText || ids.value(kEndText, -1) != kEndOfText) {
-        throw Error(QStringLiteral("'%1' is not the CLIP vocabulary: %2 and %3 must have the ids "
-                                   "%4 and %5; expected %6")
+    // simple_tokenizer appends the two special tokens after the merges: the last two ids.
+    endId = int(tokens.size()) - 1;
+    startId = endId - 1;
+    if (ids.value(kStartText, -1) != startId || ids.value(kEndText, -1) != endId) {
+        throw Error(QStringLiteral("'%1' is not a CLIP vocabulary: %2 and %3 must have the last "
+                                   "two ids, %4 and %5; expected %6")
                         .arg(native(sourcePath), kStartText, kEndText)
-                        .arg(kStartOfText)
-                        .arg(kEndOfText)
+                        .arg(startId)
+                        .arg(endId)
                         .arg(expectedFiles()));
     }
     for (int byte = 0; byte < kByteCount; ++byte) {
@@ -908,10 +931,10 @@ std::vector<int> ClipTokenizer::tokenize77(const QString& text, int padId) const
 
     std::vector<int> ids;
     ids.reserve(kContextLength);
-    ids.push_back(kStartOfText);
+    ids.push_back(startOfTextId());
     ids.insert(ids.end(), textIds.begin(), textIds.begin() + qsizetype(kept));
-    ids.push_back(kEndOfText);
-    ids.resize(kContextLength, padId);
+    ids.push_back(endOfTextId());
+    ids.resize(kContextLength, padId < 0 ? endOfTextId() : padId);
     return ids;
 }
 
@@ -960,6 +983,44 @@ int ClipTokenizer::vocabularySize() const
     return int(m_vocabulary->tokens.size());
 }
 
+int ClipTokenizer::startOfTextId() const
+{
+    return m_vocabulary->startId;
+}
+
+int ClipTokenizer::endOfTextId() const
+{
+    return m_vocabulary->endId;
+}
+
+QStringList ClipTokenizer::pieces(const QString& text, bool unescapeHtml)
+{
+    QStringList result;
+    QRegularExpressionMatchIterator matches =
+        tokenPattern().globalMatch(cleanText(text, unescapeHtml));
+    while (matches.hasNext()) {
+        result << matches.next().captured(0);
+    }
+    return result;
+}
+
+QString ClipTokenizer::byteSymbols(const QByteArray& bytes)
+{
+    QString symbols;
+    symbols.reserve(bytes.size());
+    for (const char byte : bytes) {
+        symbols += QChar(byteAlphabet().symbol[uchar(byte)]);
+    }
+    return symbols;
+}
+
+std::vector<QString> ClipTokenizer::byteTokens()
+{
+    std::vector<QString> tokens = tokensFromMerges({});
+    tokens.resize(2 * kByteCount);
+    return tokens;
+}
+
 QString ClipTokenizer::sourcePath() const
 {
     return m_vocabulary->sourcePath;
@@ -969,10 +1030,10 @@ std::vector<int> ClipTokenizer::bpe(const QString& piece) const
 {
     // simple_tokenizer's cache starts with the special tokens mapped to themselves.
     if (piece == kStartText) {
-        return {kStartOfText};
+        return {startOfTextId()};
     }
     if (piece == kEndText) {
-        return {kEndOfText};
+        return {endOfTextId()};
     }
 
     const QByteArray utf8 = piece.toUtf8();

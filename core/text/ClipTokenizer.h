@@ -3,7 +3,9 @@
 // The CLIP BPE tokenizer of Stable Diffusion's text encoders: openai/CLIP `simple_tokenizer.py`
 // (SD1 through Hugging Face's CLIPTokenizer, SD2 through open_clip), id for id. The vocabulary
 // comes from the original `bpe_simple_vocab_16e6.txt[.gz]` or from the Hugging Face layout
-// (`vocab.json` + `merges.txt`); both describe the same 49408 tokens.
+// (`vocab.json` + `merges.txt`); both describe the same 49408 tokens. A smaller vocabulary in
+// the Hugging Face layout (such as the demo model's, core/text/BpeVocabularyBuilder.h) loads
+// when its two files agree: 512 byte tokens, one per merge, then the start and end tokens.
 //
 // Text goes through the original cleanup (HTML unescaping, whitespace collapsing, Python's
 // lower-casing), the original regular expression, byte-level symbols and BPE merges. ftfy is
@@ -22,6 +24,7 @@ namespace studio {
 class ClipTokenizer
 {
 public:
+    // The ids of CLIP's own vocabulary; startOfTextId() and friends give a loaded one's.
     static constexpr int kStartOfText = 49406;
     static constexpr int kEndOfText = 49407;
     static constexpr int kVocabularySize = 49408;
@@ -46,8 +49,8 @@ public:
     std::vector<int> encode(const QString& text) const;
 
     // The 77 ids of plain CLIP tokenization: start, at most 75 ids of encode(text), end, then
-    // `padId` (SD1 / Hugging Face: the end token; SD2 / open_clip: 0).
-    std::vector<int> tokenize77(const QString& text, int padId = kEndOfText) const;
+    // `padId` (SD1 / Hugging Face: the end token, which -1 stands for; SD2 / open_clip: 0).
+    std::vector<int> tokenize77(const QString& text, int padId = -1) const;
 
     // SimpleTokenizer.decode: the text of `ids`, each "</w>" becoming a space.
     QString decode(const std::vector<int>& ids) const;
@@ -57,6 +60,10 @@ public:
     // The id of a vocabulary string, or -1.
     int tokenId(const QString& tokenString) const;
     int vocabularySize() const;
+    // <|startoftext|> and <|endoftext|>: the last two ids (kStartOfText and kEndOfText for
+    // CLIP's own vocabulary).
+    int startOfTextId() const;
+    int endOfTextId() const;
     // The file the vocabulary was read from.
     QString sourcePath() const;
 
@@ -64,6 +71,15 @@ public:
     // Hugging Face's CLIPTokenizer, which webui uses for SD1, does not. On by default.
     void setUnescapeHtml(bool enabled) { m_unescapeHtml = enabled; }
     bool unescapeHtml() const { return m_unescapeHtml; }
+
+    // What a vocabulary is built from, so that a new one (BpeVocabularyBuilder) splits text
+    // exactly as this class does. The regex pieces of `text` after CLIP's cleanup, special
+    // tokens included:
+    static QStringList pieces(const QString& text, bool unescapeHtml = true);
+    // The byte-level symbols of `bytes` (bytes_to_unicode), one QChar per byte.
+    static QString byteSymbols(const QByteArray& bytes);
+    // Ids 0 to 511 of every CLIP vocabulary: the 256 byte symbols, then each with "</w>".
+    static std::vector<QString> byteTokens();
 
 private:
     struct Vocabulary;

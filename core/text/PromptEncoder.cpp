@@ -19,7 +19,7 @@ at::Tensor PromptEncoder::encode(const QStringList& prompts) const
     for (const QString& prompt : prompts) {
         tokenized.push_back(tokenizePrompt(m_tokenizer, prompt, m_options));
     }
-    padToCommonChunkCount(tokenized);
+    padToCommonChunkCount(tokenized, chunkEndsOf(m_tokenizer));
 
     torch::NoGradGuard noGrad;
     std::vector<at::Tensor> chunks;
@@ -37,7 +37,7 @@ at::Tensor PromptEncoder::encodeChunkBatch(const std::vector<TokenizedPrompt>& p
     for (const TokenizedPrompt& prompt : prompts) {
         PromptChunk tokens = prompt.chunks[chunk];
         if (m_zeroPadding) {
-            zeroPadAfterEnd(tokens);
+            zeroPadAfterEnd(tokens, chunkEndsOf(m_tokenizer));
         }
         ids.insert(ids.end(), tokens.tokens.begin(), tokens.tokens.end());
         weights.insert(weights.end(), tokens.weights.begin(), tokens.weights.end());
@@ -46,8 +46,7 @@ at::Tensor PromptEncoder::encodeChunkBatch(const std::vector<TokenizedPrompt>& p
     // The encoder may live on a GPU; the ids are built on the CPU.
     const c10::Device device = m_encoder->parameters().front().device();
     const at::Tensor idTensor = at::tensor(ids, at::kLong).reshape({batch, -1}).to(device);
-    const at::Tensor weightTensor =
-        at::tensor(weights, at::kFloat).reshape({batch, -1}).to(device);
+    const at::Tensor weightTensor = at::tensor(weights, at::kFloat).reshape({batch, -1}).to(device);
     return applyEmphasis(m_encoder->forward(idTensor), weightTensor);
 }
 

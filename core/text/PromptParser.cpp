@@ -289,8 +289,8 @@ void AttentionParser::mergeEqualWeights()
 class ChunkBuilder
 {
 public:
-    ChunkBuilder(int commaToken, int commaPaddingBacktrack)
-        : m_commaToken(commaToken), m_backtrack(commaPaddingBacktrack)
+    ChunkBuilder(int commaToken, int commaPaddingBacktrack, const ChunkEnds& ends)
+        : m_commaToken(commaToken), m_backtrack(commaPaddingBacktrack), m_ends(ends)
     {
     }
 
@@ -303,6 +303,7 @@ private:
 
     int m_commaToken;
     int m_backtrack;
+    ChunkEnds m_ends;
     std::vector<int> m_tokens;
     std::vector<double> m_weights;
     std::vector<PromptChunk> m_chunks;
@@ -349,10 +350,10 @@ void ChunkBuilder::closeChunk(bool isLast)
 
     PromptChunk chunk;
     chunk.tokens.reserve(ClipTokenizer::kContextLength);
-    chunk.tokens.push_back(ClipTokenizer::kStartOfText);
+    chunk.tokens.push_back(m_ends.start);
     chunk.tokens.insert(chunk.tokens.end(), m_tokens.begin(), m_tokens.end());
-    chunk.tokens.resize(ClipTokenizer::kContextLength - 1, ClipTokenizer::kEndOfText);
-    chunk.tokens.push_back(ClipTokenizer::kEndOfText);
+    chunk.tokens.resize(ClipTokenizer::kContextLength - 1, m_ends.end);
+    chunk.tokens.push_back(m_ends.end);
 
     chunk.weights.reserve(ClipTokenizer::kContextLength);
     chunk.weights.push_back(1.0);
@@ -394,12 +395,12 @@ TokenizedPrompt tokenizePrompt(const ClipTokenizer& tokenizer, const QString& pr
                                                     : tokenizer.encode(fragment.text));
     }
     return chunkFragments(fragments, fragmentTokens, tokenizer.tokenId(QStringLiteral(",</w>")),
-                          options.commaPaddingBacktrack);
+                          options.commaPaddingBacktrack, chunkEndsOf(tokenizer));
 }
 
 TokenizedPrompt chunkFragments(const std::vector<PromptFragment>& fragments,
                                const std::vector<std::vector<int>>& fragmentTokens, int commaToken,
-                               int commaPaddingBacktrack)
+                               int commaPaddingBacktrack, const ChunkEnds& ends)
 {
     if (fragments.size() != fragmentTokens.size()) {
         throw Error(QStringLiteral("chunkFragments: %1 fragments but %2 token lists")
@@ -407,7 +408,7 @@ TokenizedPrompt chunkFragments(const std::vector<PromptFragment>& fragments,
                         .arg(fragmentTokens.size()));
     }
 
-    ChunkBuilder builder(commaToken, commaPaddingBacktrack);
+    ChunkBuilder builder(commaToken, commaPaddingBacktrack, ends);
     for (size_t i = 0; i < fragments.size(); ++i) {
         if (fragments[i].isBreak()) {
             builder.closeChunk(false);
@@ -420,30 +421,34 @@ TokenizedPrompt chunkFragments(const std::vector<PromptFragment>& fragments,
     return builder.finish();
 }
 
-PromptChunk emptyPromptChunk()
+ChunkEnds chunkEndsOf(const ClipTokenizer& tokenizer)
+{
+    return {tokenizer.startOfTextId(), tokenizer.endOfTextId()};
+}
+
+PromptChunk emptyPromptChunk(const ChunkEnds& ends)
 {
     PromptChunk chunk;
-    chunk.tokens.assign(ClipTokenizer::kContextLength, ClipTokenizer::kEndOfText);
-    chunk.tokens.front() = ClipTokenizer::kStartOfText;
+    chunk.tokens.assign(ClipTokenizer::kContextLength, ends.end);
+    chunk.tokens.front() = ends.start;
     chunk.weights.assign(ClipTokenizer::kContextLength, 1.0);
     return chunk;
 }
 
-void padToCommonChunkCount(std::vector<TokenizedPrompt>& prompts)
+void padToCommonChunkCount(std::vector<TokenizedPrompt>& prompts, const ChunkEnds& ends)
 {
     size_t chunkCount = 0;
     for (const TokenizedPrompt& prompt : prompts) {
         chunkCount = std::max(chunkCount, prompt.chunks.size());
     }
     for (TokenizedPrompt& prompt : prompts) {
-        prompt.chunks.resize(chunkCount, emptyPromptChunk());
+        prompt.chunks.resize(chunkCount, emptyPromptChunk(ends));
     }
 }
 
-void zeroPadAfterEnd(PromptChunk& chunk)
+void zeroPadAfterEnd(PromptChunk& chunk, const ChunkEnds& ends)
 {
-    const auto end =
-        std::find(chunk.tokens.begin(), chunk.tokens.end(), int(ClipTokenizer::kEndOfText));
+    const auto end = std::find(chunk.tokens.begin(), chunk.tokens.end(), ends.end);
     if (end != chunk.tokens.end()) {
         std::fill(end + 1, chunk.tokens.end(), 0);
     }

@@ -6,6 +6,8 @@
 // chunks of 75 tokens framed by start and end tokens, the comma backtrack, per-token weights).
 // Prompt editing, alternation and AND are resolved into plain texts before this point.
 
+#include "core/text/ClipTokenizer.h"
+
 #include <QString>
 
 #include <vector>
@@ -40,6 +42,15 @@ struct PromptChunk
     std::vector<double> weights;
 };
 
+// The ids that open and close every chunk: CLIP's, or the last two of a smaller vocabulary.
+struct ChunkEnds
+{
+    int start = ClipTokenizer::kStartOfText;
+    int end = ClipTokenizer::kEndOfText;
+};
+
+ChunkEnds chunkEndsOf(const ClipTokenizer& tokenizer);
+
 struct TokenizedPrompt
 {
     std::vector<PromptChunk> chunks;
@@ -67,16 +78,16 @@ TokenizedPrompt tokenizePrompt(const ClipTokenizer& tokenizer, const QString& pr
 // included and ignored), `commaToken` the id of ",</w>".
 TokenizedPrompt chunkFragments(const std::vector<PromptFragment>& fragments,
                                const std::vector<std::vector<int>>& fragmentTokens, int commaToken,
-                               int commaPaddingBacktrack);
+                               int commaPaddingBacktrack, const ChunkEnds& ends = {});
 
 // [start] + 76 x [end], weights 1: what a prompt of a batch gets for chunks it does not have.
-PromptChunk emptyPromptChunk();
+PromptChunk emptyPromptChunk(const ChunkEnds& ends = {});
 
 // Gives every prompt as many chunks as the longest one has, appending empty chunks (webui's
 // batch rule: chunk c of every prompt is encoded as one batch).
-void padToCommonChunkCount(std::vector<TokenizedPrompt>& prompts);
+void padToCommonChunkCount(std::vector<TokenizedPrompt>& prompts, const ChunkEnds& ends = {});
 
 // SD2 (open_clip pads with 0, not the end token): every id after the first end token becomes 0.
-void zeroPadAfterEnd(PromptChunk& chunk);
+void zeroPadAfterEnd(PromptChunk& chunk, const ChunkEnds& ends = {});
 
 } // namespace studio

@@ -163,6 +163,8 @@ void TestClipTokenizer::vocabulary()
     QVERIFY(tokenizer.tokenString(-1).isEmpty());
     QVERIFY(tokenizer.tokenString(49408).isEmpty());
     QCOMPARE(tokenizer.sourcePath(), test::referencePath(kReferenceVocabulary));
+    QCOMPARE(tokenizer.startOfTextId(), int(ClipTokenizer::kStartOfText));
+    QCOMPARE(tokenizer.endOfTextId(), int(ClipTokenizer::kEndOfText));
 }
 
 void TestClipTokenizer::referenceCases_data()
@@ -238,8 +240,7 @@ void TestClipTokenizer::cleanupBeyondReference_data()
     QTest::newRow("combining marks")
         << QStringLiteral("e\u0301 \u0345x") << std::vector<int>{324, 136, 479, 343};
     QTest::newRow("emoji sequence")
-        << QStringLiteral("👩\u200d👩\u200d👧 ok")
-        << std::vector<int>{26304, 26304, 964, 356, 2481};
+        << QStringLiteral("👩\u200d👩\u200d👧 ok") << std::vector<int>{26304, 26304, 964, 356, 2481};
 }
 
 void TestClipTokenizer::cleanupBeyondReference()
@@ -418,6 +419,28 @@ void TestClipTokenizer::loadErrors()
     STUDIO_VERIFY_ERROR(ClipTokenizer{vocabJson}, "holds 2 tokens, but the CLIP vocabulary has");
     QVERIFY(writeFile(vocabJson, QByteArray("[1, 2]")));
     STUDIO_VERIFY_ERROR(ClipTokenizer{vocabJson}, "is not a JSON object");
+
+    // Smaller vocabularies load when the two files agree, so a truncated copy of CLIP's must
+    // still be refused: merges.txt cut short, or vocab.json cut short.
+    const QString pair = dir.filePath(QStringLiteral("pair"));
+    QVERIFY(QDir().mkpath(pair));
+    writeHuggingFaceLayout(pair);
+    const QString pairMerges = QDir(pair).filePath(QStringLiteral("merges.txt"));
+    const QByteArray mergesText = readFile(pairMerges);
+    const qsizetype lineEnd = mergesText.lastIndexOf('\n', mergesText.size() / 3);
+    QVERIFY(writeFile(pairMerges, mergesText.left(lineEnd + 1)));
+    STUDIO_VERIFY_ERROR(ClipTokenizer{pair}, "holds 49408 tokens, but the CLIP vocabulary has");
+    STUDIO_VERIFY_ERROR(ClipTokenizer{pair}, "one of the files is truncated");
+    QVERIFY(writeFile(pairMerges, mergesText));
+    const QString pairVocab = QDir(pair).filePath(QStringLiteral("vocab.json"));
+    const QByteArray vocabText = readFile(pairVocab);
+    QVERIFY(writeFile(pairVocab, vocabText.left(vocabText.size() / 2)));
+    STUDIO_VERIFY_ERROR(ClipTokenizer{pair}, "is not a JSON object");
+    // A vocab.json that lost tokens but is still valid JSON.
+    QJsonObject fewer = QJsonDocument::fromJson(vocabText).object();
+    fewer.remove(QStringLiteral("cat</w>"));
+    QVERIFY(writeFile(pairVocab, QJsonDocument(fewer).toJson()));
+    STUDIO_VERIFY_ERROR(ClipTokenizer{pair}, "damaged or truncated");
 }
 
 void TestClipTokenizer::locateFindsVocabularies()
