@@ -12,6 +12,7 @@
 #include <QDir>
 #include <QElapsedTimer>
 
+#include <array>
 #include <atomic>
 #include <csignal>
 #include <cstring>
@@ -35,19 +36,24 @@ void onInterrupt(int signalNumber)
     std::signal(signalNumber, SIG_DFL);
 }
 
-// Installs the Ctrl-C handler for the lifetime of one run.
+// Installs the stop handler for the lifetime of one run: Ctrl-C, and the SIGTERM / SIGHUP that
+// a closed SSH session or a cluster's job limit sends, all stop after the step and save.
 class InterruptGuard
 {
 public:
     explicit InterruptGuard(Trainer& trainer)
     {
         g_runningTrainer.store(&trainer);
-        m_previous = std::signal(SIGINT, onInterrupt);
+        for (size_t i = 0; i < kSignals.size(); ++i) {
+            m_previous[i] = std::signal(kSignals[i], onInterrupt);
+        }
     }
 
     ~InterruptGuard()
     {
-        std::signal(SIGINT, m_previous);
+        for (size_t i = 0; i < kSignals.size(); ++i) {
+            std::signal(kSignals[i], m_previous[i]);
+        }
         g_runningTrainer.store(nullptr);
     }
 
@@ -55,7 +61,8 @@ public:
     InterruptGuard& operator=(const InterruptGuard&) = delete;
 
 private:
-    void (*m_previous)(int) = SIG_DFL;
+    static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
+    std::array<void (*)(int), 3> m_previous = {SIG_DFL, SIG_DFL, SIG_DFL};
 };
 
 QString formatDuration(double seconds)

@@ -269,6 +269,11 @@ private:
     const std::vector<std::vector<int>>& batchesOf(int64_t epoch);
     void clipGradients();
     bool parametersFinite() const;
+    bool gradientsFinite() const;
+    TrainingResult trainSteps(TrainingResult result);
+    void saveAndPreviewAfter(int64_t stepsDone);
+    TrainingResult alreadyTrained(TrainingResult result, int64_t endStep);
+    Error failedAfterSaving(const std::exception& error);
 
     QString save(int64_t stepsDone);
     void preview(int64_t stepsDone);
@@ -399,7 +404,8 @@ void TrainingSession::loadDataset()
 
     m_latents = std::make_unique<LatentCache>(*m_dataset, *m_model, m_config.dataset.latentSampling,
                                               m_config.training.seed);
-    m_latents->encodeAll();
+    // Stop and Ctrl-C act between images here too: encoding a large folder takes minutes.
+    m_latents->encodeAll([this](int, int) { return m_keepGoing(); });
     say(QStringLiteral("latents encoded (%1 MiB)").arg(m_latents->bytes() / (1024 * 1024)));
 }
 
@@ -558,14 +564,35 @@ void TrainingSession::clipGradients()
     }
 }
 
-bool TrainingSession::parametersFinite() const
+namespace {
+
+// One reduction and one device sync for all tensors, not one per tensor: this runs every step.
+bool allFinite(const std::vector<at::Tensor>& tensors)
 {
-    for (const at::Tensor& parameter : m_hypernetwork->parameters()) {
-        if (!at::isfinite(parameter).all().item<bool>()) {
-            return false;
+    std::vector<at::Tensor> flags;
+    flags.reserve(tensors.size());
+    for (const at::Tensor& tensor : tensors) {
+        if (tensor.defined()) {
+            flags.push_back(at::isfinite(tensor).all());
         }
     }
-    return true;
+    return flags.empty() || at::stack(flags).all().item<bool>();
+}
+
+} // namespace
+
+bool TrainingSession::parametersFinite() const
+{
+    return allFinite(m_hypernetwork->parameters());
+}
+
+bool TrainingSession::gradientsFinite() const
+{
+    std::vector<at::Tensor> gradients;
+    for (const at::Tensor& parameter : m_hypernetwork->parameters()) {
+        gradients.push_back(parameter.grad());
+    }
+    return allFinite(gradients);
 }
 
 QString TrainingSession::save(int64_t stepsDone)
@@ -680,23 +707,77 @@ TrainingResult TrainingSession::run()
     prepareFolder();
     loadModel();
     loadHypernetwork();
-    loadDataset();
-    prepareOptimizer();
-    m_lossCsv.open(Trainer::lossCsvPath(m_runFolder), m_initialStep);
 
     TrainingResult result;
     result.stepsDone = m_initialStep;
+    if (m_initialStep >= m_config.training.steps) {
+        return alreadyTrained(result, m_config.training.steps);
+    }
+    loadDataset();
+    prepareOptimizer();
+    m_lossCsv.open(Trainer::lossCsvPath(m_runFolder), m_initialStep);
     const int64_t endStep = m_schedule->endStep();
     if (m_initialStep >= endStep) {
-        result.message = QStringLiteral("already trained to step %1 of %2; raise "
-                                        "training.steps to continue")
-                             .arg(m_initialStep)
-                             .arg(endStep);
-        say(result.message);
-        return result;
+        return alreadyTrained(result, endStep);
     }
     say(QStringLiteral("training from step %1 to %2").arg(m_initialStep).arg(endStep));
 
+    try {
+        result = trainSteps(result);
+    } catch (const std::exception& error) {
+        throw failedAfterSaving(error);
+    }
+
+    if (result.status == TrainingStatus::Diverged) {
+        return result;
+    }
+    if (result.stepsDone > m_initialStep && m_lastSaveStep != result.stepsDone) {
+        save(result.stepsDone);
+    }
+    result.lastSave = m_lastSave;
+    result.message = result.status == TrainingStatus::Cancelled
+                         ? QStringLiteral("stopped at step %1").arg(result.stepsDone)
+                         : QStringLiteral("finished at step %1").arg(result.stepsDone);
+    say(result.message);
+    return result;
+}
+
+TrainingResult TrainingSession::alreadyTrained(TrainingResult result, int64_t endStep)
+{
+    result.message = QStringLiteral("already trained to step %1 of %2; raise "
+                                    "training.steps to continue")
+                         .arg(m_initialStep)
+                         .arg(endStep);
+    say(result.message);
+    return result;
+}
+
+// An error in the middle of a run (out of memory in a preview, a full disk) keeps the steps
+// done so far: they are saved when the weights are sound, and the message names the file.
+Error TrainingSession::failedAfterSaving(const std::exception& error)
+{
+    const auto* studioError = dynamic_cast<const Error*>(&error);
+    QString message = studioError ? studioError->message() : QString::fromUtf8(error.what());
+    const int64_t stepsDone = m_hypernetwork->config().step;
+    try {
+        if (stepsDone > m_initialStep && m_lastSaveStep != stepsDone && parametersFinite()) {
+            save(stepsDone);
+        }
+    } catch (const std::exception& saveError) {
+        say(QStringLiteral("could not save after the error: %1")
+                .arg(QString::fromUtf8(saveError.what())));
+    }
+    message += QStringLiteral(" (training stopped at step %1; last save: %2)")
+                   .arg(stepsDone)
+                   .arg(m_lastSave.isEmpty() ? QStringLiteral("none")
+                                             : QDir::toNativeSeparators(m_lastSave));
+    say(message);
+    return Error(message);
+}
+
+TrainingResult TrainingSession::trainSteps(TrainingResult result)
+{
+    const int64_t endStep = m_schedule->endStep();
     for (int64_t step = m_initialStep; step < endStep; ++step) {
         if (!m_keepGoing()) {
             result.status = TrainingStatus::Cancelled;
@@ -708,13 +789,16 @@ TrainingResult TrainingSession::run()
 
         bool finite = true;
         const double loss = trainStep(step, finite);
-        if (!finite) {
-            return diverged(step, loss, learningRate);
+        if (!finite || !gradientsFinite()) {
+            // Checked before the update, so the weights saved are those of the last good step.
+            return diverged(step, finite ? std::numeric_limits<double>::infinity() : loss,
+                            learningRate);
         }
         clipGradients();
         m_optimizer->step();
         m_optimizer->zeroGrad();
         if (!parametersFinite()) {
+            // Finite gradients times a huge rate: the update itself overflowed.
             return diverged(step, std::numeric_limits<double>::infinity(), learningRate);
         }
 
@@ -727,35 +811,30 @@ TrainingResult TrainingSession::run()
         if (m_callbacks.step) {
             m_callbacks.step(stepRecord);
         }
-
-        const OutputSection& output = m_config.output;
-        const bool cycleEnd = m_schedule->isCycleEnd(stepsDone);
-        if ((output.saveEvery > 0 && stepsDone % output.saveEvery == 0) ||
-            (output.saveAtCycleEnd && cycleEnd)) {
-            save(stepsDone);
-        }
-        if ((output.previewEvery > 0 && stepsDone % output.previewEvery == 0) ||
-            (output.previewAtCycleEnd && cycleEnd)) {
-            try {
-                preview(stepsDone);
-            } catch (const Error& error) {
-                if (m_keepGoing()) {
-                    throw;
-                }
-                say(QStringLiteral("preview at step %1 cancelled").arg(stepsDone));
-            }
-        }
+        saveAndPreviewAfter(stepsDone);
     }
-
-    if (result.stepsDone > m_initialStep && m_lastSaveStep != result.stepsDone) {
-        save(result.stepsDone);
-    }
-    result.lastSave = m_lastSave;
-    result.message = result.status == TrainingStatus::Cancelled
-                         ? QStringLiteral("stopped at step %1").arg(result.stepsDone)
-                         : QStringLiteral("finished at step %1").arg(result.stepsDone);
-    say(result.message);
     return result;
+}
+
+void TrainingSession::saveAndPreviewAfter(int64_t stepsDone)
+{
+    const OutputSection& output = m_config.output;
+    const bool cycleEnd = m_schedule->isCycleEnd(stepsDone);
+    if ((output.saveEvery > 0 && stepsDone % output.saveEvery == 0) ||
+        (output.saveAtCycleEnd && cycleEnd)) {
+        save(stepsDone);
+    }
+    if ((output.previewEvery > 0 && stepsDone % output.previewEvery == 0) ||
+        (output.previewAtCycleEnd && cycleEnd)) {
+        try {
+            preview(stepsDone);
+        } catch (const Error& error) {
+            if (m_keepGoing()) {
+                throw;
+            }
+            say(QStringLiteral("preview at step %1 cancelled").arg(stepsDone));
+        }
+    }
 }
 
 } // namespace

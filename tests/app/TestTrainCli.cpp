@@ -88,6 +88,7 @@ private Q_SLOTS:
     void testNoCropTrainsAtSizeGroups();
     void testExplodingLearningRateStopsCleanly();
     void testInterruptSavesAndExits();
+    void testErrorMidRunKeepsTheSteps();
     void testBadRunFileNamesTheField();
 
 private:
@@ -386,6 +387,26 @@ void TestTrainCli::testInterruptSavesAndExits()
     QCOMPARE(lossColumn(readText(folder + QStringLiteral("/loss.csv"))).size(), qsizetype(step));
     QVERIFY(QFileInfo::exists(folder + QStringLiteral("/hypernetworks/") + saves.front() +
                               QStringLiteral(".optim")));
+}
+
+void TestTrainCli::testErrorMidRunKeepsTheSteps()
+{
+    // The preview of step 2 cannot be written (a folder stands where its PNG goes): the run
+    // stops with that error, and the two steps done are saved, not lost.
+    QJsonObject json = tinyRunJson(m_images, QString());
+    setField(json, QStringLiteral("output"), QStringLiteral("save_every"), 0);
+    setField(json, QStringLiteral("output"), QStringLiteral("preview_every"), 2);
+    const QString folder = m_dir.filePath(QStringLiteral("preview-error"));
+    QVERIFY(QDir().mkpath(folder + QStringLiteral("/images/tinyhn-2.png")));
+    const TrainRun run = train(QStringLiteral("preview-error"), json);
+
+    QCOMPARE(run.cli.exitCode, 1);
+    QVERIFY2(run.cli.err.contains(QStringLiteral("tinyhn-2.png")), qPrintable(run.cli.err));
+    QVERIFY2(run.cli.err.contains(QStringLiteral("training stopped at step 2")),
+             qPrintable(run.cli.err));
+    const QString saved = run.file(QStringLiteral("hypernetworks/tinyhn-2.pt"));
+    QCOMPARE(loadHypernetwork(saved).config().step, int64_t(2));
+    QCOMPARE(lossColumn(run.lossCsv()).size(), qsizetype(2));
 }
 
 void TestTrainCli::testBadRunFileNamesTheField()
