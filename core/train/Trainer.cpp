@@ -195,17 +195,25 @@ public:
         }
     }
 
+    // A destructor must not throw (that would terminate the process without a save): a failed
+    // reload of the optimizer state (out of device memory) is logged, and training goes on with
+    // what could be restored.
     ~PreviewIsolation()
     {
-        if (m_unloaded) {
-            m_optimizer.reloadState();
-        }
-        restoreState(c10::kCPU, m_cpuState);
-        if (m_deviceState.defined()) {
-            restoreState(m_device, m_deviceState);
-        }
         m_hypernetwork.setStrength(m_strength);
         m_hypernetwork.train(true);
+        try {
+            if (m_unloaded) {
+                m_optimizer.reloadState();
+            }
+            restoreState(c10::kCPU, m_cpuState);
+            if (m_deviceState.defined()) {
+                restoreState(m_device, m_deviceState);
+            }
+        } catch (const std::exception& error) {
+            qCWarning(lcTrain) << "restoring the training state after a preview failed:"
+                               << error.what();
+        }
     }
 
     PreviewIsolation(const PreviewIsolation&) = delete;
@@ -298,6 +306,9 @@ private:
     int64_t m_initialStep = 0;
 
     std::map<int, at::Tensor> m_conditioningCache;
+    // How often each image was drawn so far in this step, over all its micro-batches: an image
+    // drawn twice (filler batches of size groups) gets new noise, a timestep and a latent sample.
+    std::map<int, uint64_t> m_stepOccurrences;
     int64_t m_batchesEpoch = -1;
     std::vector<std::vector<int>> m_batches;
     QString m_lastPrompt;
@@ -488,12 +499,11 @@ at::Tensor TrainingSession::microBatchLoss(int64_t step, int64_t epoch,
                                            const std::vector<int>& batch)
 {
     const uint64_t seed = m_config.training.seed;
-    std::map<int, uint64_t> occurrences; // an image drawn twice into one step gets new noise
     std::vector<at::Tensor> latents;
     std::vector<at::Tensor> noises;
     std::vector<at::Tensor> timesteps;
     for (int index : batch) {
-        const uint64_t occurrence = occurrences[index]++;
+        const uint64_t occurrence = m_stepOccurrences[index]++;
         const auto image = static_cast<uint64_t>(index);
         const auto stepKey = static_cast<uint64_t>(step);
         const bool flip = m_dataset->flipped(index, epoch);
@@ -529,6 +539,7 @@ double TrainingSession::trainStep(int64_t step, bool& finite)
 
     double loss = 0.0;
     finite = true;
+    m_stepOccurrences.clear();
     for (int j = 0; j < accumulation; ++j) {
         seedDefaultGenerator(
             m_model->device(),
