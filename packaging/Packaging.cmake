@@ -17,7 +17,9 @@ install(FILES "${PROJECT_SOURCE_DIR}/resources/icons/hnstudio.svg"
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/resources/templates"
         DESTINATION "${HNSTUDIO_DATA_DIR}")
 if(EXISTS "${PROJECT_SOURCE_DIR}/resources/demo")
-    install(DIRECTORY "${PROJECT_SOURCE_DIR}/resources/demo" DESTINATION "${HNSTUDIO_DATA_DIR}")
+    # runs/ is where `hnstudio train resources/demo/demo-run.json` writes in a checkout.
+    install(DIRECTORY "${PROJECT_SOURCE_DIR}/resources/demo" DESTINATION "${HNSTUDIO_DATA_DIR}"
+            PATTERN "runs" EXCLUDE)
 endif()
 
 set(CPACK_PACKAGE_NAME "hypernet-studio")

@@ -50,20 +50,53 @@ in_root apt-get update -q
 in_root apt-get install -y -q --no-install-recommends /tmp/hypernet-studio.deb
 
 echo "--- installed files"
-in_root dpkg -L hypernet-studio | grep -E 'bin/|applications|metainfo|icons|templates/|demo/' \
-    | head -n 20
+in_root dpkg -L hypernet-studio | grep -E 'bin/|applications|metainfo|icons|templates/|demo/[^/]*$'
+
+
+echo "--- the files the package must install"
+for file in \
+    /usr/bin/hnstudio \
+    /usr/share/applications/io.github.hypernetstudio.HypernetStudio.desktop \
+    /usr/share/metainfo/io.github.hypernetstudio.HypernetStudio.metainfo.xml \
+    /usr/share/icons/hicolor/scalable/apps/io.github.hypernetstudio.HypernetStudio.svg \
+    /usr/share/hypernet-studio/templates/style_filewords.txt \
+    /usr/share/hypernet-studio/demo/demo.safetensors \
+    /usr/share/hypernet-studio/demo/demo.yaml \
+    /usr/share/hypernet-studio/demo/vocab.json \
+    /usr/share/hypernet-studio/demo/merges.txt \
+    /usr/share/hypernet-studio/demo/demo-run.json \
+    /usr/share/hypernet-studio/demo/ink/00000.png; do
+    in_root test -s "$file" || {
+        echo "check-deb.sh: the package did not install $file" >&2
+        exit 1
+    }
+done
+echo "all present"
 
 echo "--- hnstudio --version"
 in_root hnstudio --version
 
-echo "--- hnstudio info"
-demo_model="$(in_root sh -c 'ls /usr/share/hypernet-studio/demo/*.safetensors 2>/dev/null' \
-    | head -n 1 || true)"
-if [[ -n "$demo_model" ]]; then
-    in_root hnstudio info "$demo_model"
-else
-    # No demo model in this build: check info on a hypernetwork made by the installed program.
-    in_root hnstudio create /tmp/check.pt --layers "1, 2, 1" --seed 1 --force
-    in_root hnstudio info /tmp/check.pt
+echo "--- hnstudio info on the demo model"
+demo=/usr/share/hypernet-studio/demo
+in_root test -f "$demo/demo.safetensors" || {
+    echo "check-deb.sh: the package has no demo model at $demo" >&2
+    exit 1
+}
+in_root hnstudio info "$demo/demo.safetensors"
+
+echo "--- hnstudio generate with the demo model"
+in_root hnstudio generate --model "$demo/demo.safetensors" --tokenizer "$demo" \
+    --prompt "a red circle on a blue background" --sampler ddim --steps 20 --seed 1 \
+    -o /tmp/demo-check.png
+in_root test -s /tmp/demo-check.png
+
+echo "--- hnstudio train: the demo run, shortened, writing outside the read-only demo folder"
+in_root touch /tmp/before-train
+in_root hnstudio train "$demo/demo-run.json" --steps 20 --output /tmp/demo-run
+in_root test -s /tmp/demo-run/hypernetworks/ink-demo-20.pt
+changed="$(in_root find "$demo" -newer /tmp/before-train)"
+if [[ -n "$changed" ]]; then
+    echo "check-deb.sh: training the demo wrote into $demo: $changed" >&2
+    exit 1
 fi
 echo "check-deb.sh: the package installs and runs on a clean Debian 12"

@@ -1,9 +1,12 @@
 #include "ui/MainWindow.h"
 
 #include "core/EngineInfo.h"
+#include "core/Error.h"
+#include "core/demo/DemoFiles.h"
 #include "ui/CreatePage.h"
 #include "ui/MergePage.h"
 #include "ui/RunsPage.h"
+#include "ui/Settings.h"
 #include "ui/SettingsDialog.h"
 #include "ui/TrainPage.h"
 
@@ -28,7 +31,41 @@ const QString kTabKey = QStringLiteral("window/tab");
 MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent)
 {
     setupUi();
+    const bool firstLaunch = !QSettings().contains(kTabKey);
     restoreLayout();
+
+    // The Train page would start empty, and a fresh machine has no model to fill it with: the
+    // demo run makes the first press of Start mean something. The page is shown only on a
+    // first launch; later the remembered page stays.
+    if (openDemoRun() && firstLaunch) {
+        m_tabs->setCurrentWidget(m_trainPage);
+    }
+}
+
+bool MainWindow::openDemoRun()
+{
+    if (m_trainPage->isTraining()) {
+        statusBar()->showMessage(tr("A run is training; stop it before opening the demo."));
+        return false;
+    }
+    const QString folder = demo::locateDemoFolder();
+    if (folder.isEmpty()) {
+        statusBar()->showMessage(tr("No demo found: set HNSTUDIO_DEMO_DIR to its folder."));
+        return false;
+    }
+    try {
+        m_trainPage->setRunConfig(demo::demoRunConfig(folder, Settings::load().outputFolder));
+    } catch (const Error& error) {
+        statusBar()->showMessage(tr("The demo run did not open: %1").arg(error.message()));
+        return false;
+    } catch (const std::exception& error) {
+        statusBar()->showMessage(
+            tr("The demo run did not open: %1").arg(QString::fromLocal8Bit(error.what())));
+        return false;
+    }
+    statusBar()->showMessage(
+        tr("The demo run is ready on the Train page: press Start to teach it the ink style."));
+    return true;
 }
 
 void MainWindow::setupUi()
@@ -67,6 +104,12 @@ void MainWindow::setupMenus()
     settings->setObjectName(QStringLiteral("settingsAction"));
     settings->setShortcut(QKeySequence::Preferences);
     settings->setMenuRole(QAction::PreferencesRole);
+    QAction* demoRun = file->addAction(tr("Open the &demo run"), this, [this] {
+        if (openDemoRun()) {
+            m_tabs->setCurrentWidget(m_trainPage);
+        }
+    });
+    demoRun->setObjectName(QStringLiteral("demoRunAction"));
     file->addSeparator();
     QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
     quit->setObjectName(QStringLiteral("quitAction"));

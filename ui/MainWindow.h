@@ -25,6 +25,11 @@ public:
     // The engine line shown in the status area ("LibTorch 1.13.0 on cpu"), for tests.
     QString engineSummary() const;
 
+    // Puts the built-in demo run (core/demo/DemoFiles.h) on the Train page, its output in the
+    // settings' output folder. False, with the reason in the status bar, when no demo is
+    // installed or a run is training.
+    bool openDemoRun();
+
     CreatePage* createPage() const { return m_createPage; }
     TrainPage* trainPage() const { return m_trainPage; }
     MergePage* mergePage() const { return m_mergePage; }

@@ -17,6 +17,7 @@ struct Command
 constexpr Command kCommands[] = {
     {"create", "create a new hypernetwork file", runCreate},
     {"demo-data", "write the built-in demo's captioned pictures and vocabulary", runDemoData},
+    {"demo-model", "train the built-in demo's tiny base model", runDemoModel},
     {"generate", "make images from a prompt, with 0, 1 or more hypernetworks", runGenerate},
     {"info", "show the structure and metadata of a hypernetwork file", runInfo},
     {"lr-curve", "print the learning rate of every step of a schedule", runLrCurve},

@@ -17,6 +17,9 @@ int runCreate(const QStringList& arguments);
 // hnstudio demo-data: the built-in demo's captioned pictures and vocabulary.
 int runDemoData(const QStringList& arguments);
 
+// hnstudio demo-model: trains the built-in demo's tiny base model.
+int runDemoModel(const QStringList& arguments);
+
 // hnstudio generate: images from a prompt, with 0, 1 or more hypernetworks.
 int runGenerate(const QStringList& arguments);
 

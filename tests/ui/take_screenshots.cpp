@@ -1,23 +1,29 @@
-// Takes the README's screenshots of every page: the studio on the tiny reference model, with a
-// generated dataset, a short cosine run with previews, a merge preview grid and the reopened run.
+// Takes the README's screenshots of every page: the studio as a first launch opens it, on the
+// built-in demo (resources/demo): the demo run set up and trained, two of its saves merged and
+// stacked, and the reopened run.
 // Not a test; run it under Xvfb:
 //
 //     xvfb-run -s "-screen 0 1600x1000x24" build/tests/take_screenshots docs/screenshots
 
-#include "support/TrainingFixture.h"
-
-#include "core/hypernetwork/HypernetworkTools.h"
+#include "core/demo/DemoFiles.h"
 #include "ui/CreatePage.h"
 #include "ui/MainWindow.h"
 #include "ui/MergePage.h"
+#include "ui/RunForm.h"
 #include "ui/RunsPage.h"
+#include "ui/Settings.h"
 #include "ui/TrainPage.h"
 
 #include <QApplication>
+#include <QComboBox>
 #include <QDeadlineTimer>
 #include <QDir>
-#include <QJsonArray>
+#include <QDoubleSpinBox>
+#include <QLineEdit>
 #include <QPixmap>
+#include <QRegularExpression>
+#include <QSettings>
+#include <QSpinBox>
 #include <QStandardPaths>
 #include <QTabWidget>
 #include <QTemporaryDir>
@@ -25,6 +31,7 @@
 
 #include <cstdio>
 #include <functional>
+#include <map>
 
 using namespace studio;
 
@@ -62,40 +69,33 @@ bool shoot(ui::MainWindow& window, QWidget* page, const QString& path)
     return saved;
 }
 
-QString writeRunFile(const QDir& work)
+// The demo run's saves (hypernetworks/NAME-STEP.pt), by step.
+QStringList runSaves(const QString& runFolder)
 {
-    const QString images = work.filePath(QStringLiteral("images"));
-    test::writeImageFolder(images, test::squareImages(6), false);
-    QJsonObject json = test::tinyRunJson(images, work.filePath(QStringLiteral("runs/tinyhn")));
-    const QJsonObject cosine{{QStringLiteral("cycle_steps"), 20},
-                             {QStringLiteral("warmup_steps"), 3},
-                             {QStringLiteral("max_lr"), 2e-3},
-                             {QStringLiteral("min_lr"), 1e-5},
-                             {QStringLiteral("decay"), 0.7}};
-    test::setField(json, QStringLiteral("training.learning_rate"), QStringLiteral("schedule"),
-                   QStringLiteral("cosine"));
-    test::setField(json, QStringLiteral("training.learning_rate"), QStringLiteral("cosine"),
-                   cosine);
-    test::setField(json, QStringLiteral("training"), QStringLiteral("steps"), 60);
-    test::setField(json, QStringLiteral("output"), QStringLiteral("preview_every"), 15);
-    test::setField(json, QStringLiteral("output"), QStringLiteral("save_every"), 20);
-    test::setField(json, QStringLiteral("preview"), QStringLiteral("prompt"),
-                   QStringLiteral("a red circle, art by tinyhn"));
-    test::setField(json, QStringLiteral("preview"), QStringLiteral("steps"), 8);
-    return test::writeJson(work.filePath(QStringLiteral("tinyhn.json")), json);
+    const QDir saves(QDir(runFolder).filePath(QStringLiteral("hypernetworks")));
+    const QRegularExpression stepPattern(QStringLiteral("-(\\d+)\\.pt$"));
+    std::map<int64_t, QString> byStep;
+    for (const QString& name : saves.entryList({QStringLiteral("*.pt")}, QDir::Files)) {
+        const QRegularExpressionMatch match = stepPattern.match(name);
+        if (match.hasMatch()) {
+            byStep[match.captured(1).toLongLong()] = saves.filePath(name);
+        }
+    }
+    QStringList paths;
+    for (const auto& [step, path] : byStep) {
+        paths << path;
+    }
+    return paths;
 }
 
-QString makeHypernetwork(const QDir& work, const QString& name, uint64_t seed)
+// The merge page's preview fields: the demo run's own preview prompt and seed.
+void setMergePreview(ui::MergePage* merge, const QString& prompt, int seed)
 {
-    HypernetworkConfig config;
-    config.name = name;
-    config.sizes = {32, 64};
-    config.activation = QStringLiteral("relu");
-    config.weightInit = WeightInit::KaimingNormal;
-    config.initSeed = seed;
-    const QString path = work.filePath(name + QStringLiteral(".pt"));
-    createHypernetworkFile(config, path);
-    return path;
+    merge->findChild<QLineEdit*>(QStringLiteral("promptEdit"))->setText(prompt);
+    merge->findChild<QSpinBox*>(QStringLiteral("seedSpin"))->setValue(seed);
+    auto* sampler = merge->findChild<QComboBox*>(QStringLiteral("samplerCombo"));
+    sampler->setCurrentIndex(sampler->findData(QStringLiteral("ddim")));
+    merge->findChild<QDoubleSpinBox*>(QStringLiteral("cfgSpin"))->setValue(5.0);
 }
 
 } // namespace
@@ -108,27 +108,40 @@ int main(int argc, char** argv)
     QDir().mkpath(out.path());
     QTemporaryDir temporary;
     const QDir work(temporary.path());
+    const QString demoFolder = demo::locateDemoFolder();
+    if (demoFolder.isEmpty()) {
+        std::fprintf(stderr, "take_screenshots: no demo found (resources/demo)\n");
+        return 1;
+    }
 
+    // The window opens the demo run, as on a first launch, writing into the temporary folder.
+    QSettings().clear();
+    ui::Settings settings = ui::Settings::load();
+    settings.outputFolder = work.path();
+    settings.save();
     ui::MainWindow window;
     window.resize(1440, 900);
     window.show();
     bool ok = shoot(window, window.createPage(), out.filePath(QStringLiteral("create.png")));
 
     ui::TrainPage* train = window.trainPage();
-    ok = train->openRunFile(writeRunFile(work)) && ok;
+    ok = waitFor([train] { return train->form()->datasetImageCount() > 0; }, 60) && ok;
     ok = shoot(window, train, out.filePath(QStringLiteral("train-setup.png"))) && ok;
     ok = train->start() && ok;
-    ok = waitFor([train] { return !train->isTraining(); }, 600) && ok;
+    ok = waitFor([train] { return !train->isTraining(); }, 1200) && ok;
     ok = shoot(window, train, out.filePath(QStringLiteral("train.png"))) && ok;
 
+    // Two saves of the run, early and final, merged and stacked on the demo model.
+    const QString runFolder = work.filePath(QStringLiteral("demo-run"));
+    const QStringList saves = runSaves(runFolder);
+    ok = saves.size() >= 2 && ok;
     ui::MergePage* merge = window.mergePage();
-    merge->addInputs({makeHypernetwork(work, QStringLiteral("ink"), 1),
-                      makeHypernetwork(work, QStringLiteral("pastel"), 2)});
-    merge->setModel(test::referencePath(QStringLiteral("full/tiny_sd1.safetensors")),
-                    test::referencePath(QStringLiteral("tokenizer/bpe_simple_vocab_16e6.txt.gz")));
+    merge->addInputs({saves.front(), saves.back()});
+    merge->setModel(QDir(demoFolder).filePath(QStringLiteral("demo.safetensors")), demoFolder);
     ok = waitFor([merge] { return !merge->isChecking(); }, 60) && ok;
-    merge->setWeight(0, 0.7);
-    merge->setWeight(1, 0.3);
+    merge->setWeight(0, 0.5);
+    merge->setWeight(1, 0.5);
+    setMergePreview(merge, QStringLiteral("a purple star on a white background"), 7);
     bool previewed = false;
     QObject::connect(merge, &ui::MergePage::previewFinished, [&previewed] { previewed = true; });
     merge->startPreview();
@@ -138,8 +151,8 @@ int main(int argc, char** argv)
     ui::RunsPage* runs = window.runsPage();
     bool opened = false;
     QObject::connect(runs, &ui::RunsPage::runOpened, [&opened] { opened = true; });
-    runs->setRunsFolder(work.filePath(QStringLiteral("runs")));
-    runs->openRun(work.filePath(QStringLiteral("runs/tinyhn")));
+    runs->setRunsFolder(work.path());
+    runs->openRun(runFolder);
     ok = waitFor([&opened] { return opened; }, 60) && ok;
     ok = shoot(window, runs, out.filePath(QStringLiteral("runs.png"))) && ok;
 
