@@ -47,7 +47,8 @@ mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
 trap 'umount "$root/proc" 2>/dev/null || true' EXIT
 cp "$deb" "$root/tmp/hypernet-studio.deb"
 in_root apt-get update -q
-in_root apt-get install -y -q --no-install-recommends /tmp/hypernet-studio.deb
+# --reinstall: a root kept from an earlier check may hold a package of the same version.
+in_root apt-get install -y -q --no-install-recommends --reinstall /tmp/hypernet-studio.deb
 
 echo "--- installed files"
 in_root dpkg -L hypernet-studio | grep -E 'bin/|applications|metainfo|icons|templates/|demo/[^/]*$'
@@ -73,8 +74,13 @@ for file in \
 done
 echo "all present"
 
-echo "--- hnstudio --version"
-in_root hnstudio --version
+echo "--- hnstudio --version (and the demo the studio will open)"
+version="$(in_root hnstudio --version)"
+echo "$version"
+grep -q "^demo: /usr/share/hypernet-studio/demo$" <<<"$version" || {
+    echo "check-deb.sh: the installed program does not find its demo" >&2
+    exit 1
+}
 
 echo "--- hnstudio info on the demo model"
 demo=/usr/share/hypernet-studio/demo

@@ -2,6 +2,9 @@
 #include "app/cli/Commands.h"
 
 #include "core/EngineInfo.h"
+#include "core/demo/DemoFiles.h"
+
+#include <QDir>
 
 namespace studio::cli {
 
@@ -46,6 +49,14 @@ void printVersion()
     const EngineInfo info = engineInfo();
     out() << "hnstudio " << info.studioVersion << " (LibTorch " << info.torchVersion
           << ", devices: " << info.devices.join(QStringLiteral(", ")) << ")\n";
+
+    // Where the studio will open the demo from (core/demo/DemoFiles.h), so that an installation
+    // can be checked without a display.
+    const QString demoFolder = demo::locateDemoFolder();
+    out() << "demo: "
+          << (demoFolder.isEmpty() ? QStringLiteral("not found (set HNSTUDIO_DEMO_DIR)")
+                                   : QDir::toNativeSeparators(demoFolder))
+          << '\n';
     out().flush();
 }
 

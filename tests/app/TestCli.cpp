@@ -81,6 +81,8 @@ void TestCli::testOverviewAndVersion()
     const Run version = hnstudio({QStringLiteral("--version")});
     QCOMPARE(version.exitCode, 0);
     QVERIFY(version.out.contains(QStringLiteral("LibTorch")));
+    // The build tree's demo, found the way the studio finds it.
+    QVERIFY2(version.out.contains(QStringLiteral("resources/demo")), qPrintable(version.out));
 
     const Run unknown = hnstudio({QStringLiteral("frobnicate")});
     QCOMPARE(unknown.exitCode, 2);
