@@ -81,4 +81,18 @@ qint64 integerOption(const QCommandLineParser& parser, const QString& name)
     return value;
 }
 
+qint64 integerOptionIn(const QCommandLineParser& parser, const QString& name, qint64 minimum,
+                       qint64 maximum)
+{
+    const qint64 value = integerOption(parser, name);
+    if (value < minimum || value > maximum) {
+        failUsage(QStringLiteral("--%1: %2 is out of range; give %3 to %4")
+                      .arg(name)
+                      .arg(value)
+                      .arg(minimum)
+                      .arg(maximum));
+    }
+    return value;
+}
+
 } // namespace studio::cli

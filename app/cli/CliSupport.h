@@ -38,5 +38,9 @@ int runCommand(const QString& commandName, const std::function<int()>& body);
 // Typed option values; failUsage names the option when the text does not parse.
 double doubleOption(const QCommandLineParser& parser, const QString& name);
 qint64 integerOption(const QCommandLineParser& parser, const QString& name);
+// integerOption, and failUsage naming the option and the range when it falls outside
+// [minimum, maximum].
+qint64 integerOptionIn(const QCommandLineParser& parser, const QString& name, qint64 minimum,
+                       qint64 maximum);
 
 } // namespace studio::cli

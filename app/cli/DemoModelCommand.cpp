@@ -11,6 +11,8 @@
 
 #include <QDir>
 
+#include <limits>
+
 namespace studio::cli {
 
 namespace {
@@ -47,13 +49,41 @@ QList<QCommandLineOption> demoModelOptions()
     };
 }
 
-int positiveOption(const QCommandLineParser& parser, const QString& name, qint64 maximum)
+// The training options of the command line; failUsage names the option that is out of range.
+demo::DemoModelOptions optionsFrom(const QCommandLineParser& parser)
 {
-    const qint64 value = integerOption(parser, name);
-    if (value < 1 || value > maximum) {
-        failUsage(QStringLiteral("--%1: give 1 to %2").arg(name).arg(maximum));
+    constexpr qint64 kMaxSteps = 10'000'000;
+    demo::DemoModelOptions options;
+    if (parser.isSet(QStringLiteral("steps"))) {
+        options.vaeSteps = int(integerOptionIn(parser, QStringLiteral("steps"), 1, kMaxSteps));
+        options.unetSteps = options.vaeSteps;
     }
-    return int(value);
+    if (parser.isSet(QStringLiteral("vae-steps"))) {
+        options.vaeSteps = int(integerOptionIn(parser, QStringLiteral("vae-steps"), 1, kMaxSteps));
+    }
+    if (parser.isSet(QStringLiteral("unet-steps"))) {
+        options.unetSteps =
+            int(integerOptionIn(parser, QStringLiteral("unet-steps"), 1, kMaxSteps));
+    }
+    options.seed = uint64_t(
+        integerOptionIn(parser, QStringLiteral("seed"), 0, std::numeric_limits<qint64>::max()));
+
+    options.size = int(integerOptionIn(parser, QStringLiteral("size"), 16, 512));
+    if (options.size % 16 != 0) {
+        failUsage(QStringLiteral("--size: give a multiple of 16 from 16 to 512"));
+    }
+    options.vaeCropSize = int(integerOptionIn(parser, QStringLiteral("vae-crop"), 0, options.size));
+    if (options.vaeCropSize != 0 && (options.vaeCropSize < 8 || options.vaeCropSize % 8 != 0)) {
+        failUsage(QStringLiteral("--vae-crop: give a multiple of 8 from 8 to --size"));
+    }
+
+    options.batchSize = int(integerOptionIn(parser, QStringLiteral("batch"), 1, 1024));
+    options.logEvery = int(integerOptionIn(parser, QStringLiteral("log-every"), 1, kMaxSteps));
+    options.log = [](const QString& line) {
+        err() << line << '\n';
+        err().flush();
+    };
+    return options;
 }
 
 int demoModel(const QStringList& arguments)
@@ -74,46 +104,12 @@ int demoModel(const QStringList& arguments)
     if (positional.size() != 1) {
         failUsage(QStringLiteral("give exactly one output folder"));
     }
-    demo::DemoModelOptions options;
-    constexpr qint64 kMaxSteps = 10'000'000;
-    if (parser.isSet(QStringLiteral("steps"))) {
-        options.vaeSteps = positiveOption(parser, QStringLiteral("steps"), kMaxSteps);
-        options.unetSteps = options.vaeSteps;
-    }
-    if (parser.isSet(QStringLiteral("vae-steps"))) {
-        options.vaeSteps = positiveOption(parser, QStringLiteral("vae-steps"), kMaxSteps);
-    }
-    if (parser.isSet(QStringLiteral("unet-steps"))) {
-        options.unetSteps = positiveOption(parser, QStringLiteral("unet-steps"), kMaxSteps);
-    }
-    const qint64 seed = integerOption(parser, QStringLiteral("seed"));
-    if (seed < 0) {
-        failUsage(QStringLiteral("--seed: give 0 or more"));
-    }
-    options.seed = uint64_t(seed);
-    const qint64 size = integerOption(parser, QStringLiteral("size"));
-    if (size < 16 || size > 512 || size % 16 != 0) {
-        failUsage(QStringLiteral("--size: give a multiple of 16 from 16 to 512"));
-    }
-    options.size = int(size);
-    const qint64 crop = integerOption(parser, QStringLiteral("vae-crop"));
-    if (crop != 0 && (crop < 8 || crop > size || crop % 8 != 0)) {
-        failUsage(QStringLiteral("--vae-crop: give a multiple of 8 from 8 to --size"));
-    }
-    options.vaeCropSize = int(crop);
-    options.batchSize = positiveOption(parser, QStringLiteral("batch"), 1024);
-    options.logEvery = positiveOption(parser, QStringLiteral("log-every"), kMaxSteps);
-    const qint64 threads = integerOption(parser, QStringLiteral("threads"));
-    if (threads < 0 || threads > 1024) {
-        failUsage(QStringLiteral("--threads: give 1 to 1024 (0: LibTorch's choice)"));
-    }
+    const demo::DemoModelOptions options = optionsFrom(parser);
+    const qint64 threads = integerOptionIn(parser, QStringLiteral("threads"), 0, 1024);
     if (threads > 0) {
         at::set_num_threads(int(threads));
     }
-    options.log = [](const QString& line) {
-        err() << line << '\n';
-        err().flush();
-    };
+
     const demo::DemoModelResult result = demo::trainDemoModel(positional.front(), options);
     out() << "wrote '" << QDir::toNativeSeparators(result.checkpointPath) << "' ("
           << result.checkpointBytes << " bytes), its YAML and vocabulary; vae loss "

@@ -109,12 +109,7 @@ int positiveOption(const QCommandLineParser& parser, const QString& name, int fa
     if (!parser.isSet(name)) {
         return fallback;
     }
-    const qint64 value = integerOption(parser, name);
-    if (value < 1 || value > 1000000) {
-        failUsage(
-            QStringLiteral("--%1: %2 should be a positive whole number").arg(name).arg(value));
-    }
-    return static_cast<int>(value);
+    return static_cast<int>(integerOptionIn(parser, name, 1, 1000000));
 }
 
 GenerationRequest requestFrom(const QCommandLineParser& parser)

@@ -5,6 +5,7 @@
 
 #include "core/EngineInfo.h"
 #include "core/demo/DemoFiles.h"
+#include "ui/MergePage.h"
 #include "ui/RunForm.h"
 #include "ui/Settings.h"
 #include "ui/TrainPage.h"
@@ -12,6 +13,7 @@
 #include <QAction>
 #include <QDir>
 #include <QLabel>
+#include <QLineEdit>
 #include <QObject>
 #include <QSettings>
 #include <QSignalSpy>
@@ -29,6 +31,7 @@ private Q_SLOTS:
     void initTestCase();
     void testShowsEngineVersionAndDevice();
     void testFirstLaunchOpensTheDemoRun();
+    void testLaterLaunchKeepsItsPage();
 };
 
 void TestMainWindow::initTestCase()
@@ -77,6 +80,27 @@ void TestMainWindow::testFirstLaunchOpensTheDemoRun()
     QCOMPARE(form->datasetImageCount(), int(QDir(reading.config->dataset.folder)
                                                 .entryList({QStringLiteral("*.png")}, QDir::Files)
                                                 .size()));
+}
+
+void TestMainWindow::testLaterLaunchKeepsItsPage()
+{
+    QSettings().clear();
+    {
+        MainWindow first;
+        first.tabs()->setCurrentWidget(first.mergePage());
+        first.close(); // saves the layout
+    }
+
+    MainWindow later;
+    QCOMPARE(later.tabs()->currentWidget(), static_cast<QWidget*>(later.mergePage()));
+    const QString demoFolder = studio::demo::locateDemoFolder();
+    QVERIFY2(!demoFolder.isEmpty(), "resources/demo/demo-run.json not found");
+    // The Train page still holds the demo run, ready for when the user goes there.
+    const auto* checkpoint = qobject_cast<QLineEdit*>(
+        later.trainPage()->form()->fieldWidget(QStringLiteral("model.checkpoint")));
+    QVERIFY(checkpoint != nullptr);
+    QCOMPARE(QDir::fromNativeSeparators(checkpoint->text()),
+             QDir(demoFolder).filePath(QStringLiteral("demo.safetensors")));
 }
 
 QTEST_MAIN(TestMainWindow)
