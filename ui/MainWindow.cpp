@@ -1,7 +1,6 @@
 #include "ui/MainWindow.h"
 
 #include "core/EngineInfo.h"
-#include "core/Error.h"
 #include "core/demo/DemoFiles.h"
 #include "ui/CreatePage.h"
 #include "ui/MergePage.h"
@@ -17,6 +16,8 @@
 #include <QSettings>
 #include <QStatusBar>
 #include <QTabWidget>
+
+#include <exception>
 
 namespace studio::ui {
 
@@ -55,12 +56,9 @@ bool MainWindow::openDemoRun()
     }
     try {
         m_trainPage->setRunConfig(demo::demoRunConfig(folder, Settings::load().outputFolder));
-    } catch (const Error& error) {
-        statusBar()->showMessage(tr("The demo run did not open: %1").arg(error.message()));
-        return false;
-    } catch (const std::exception& error) {
+    } catch (const std::exception& error) { // studio::Error and anything else LibTorch throws
         statusBar()->showMessage(
-            tr("The demo run did not open: %1").arg(QString::fromLocal8Bit(error.what())));
+            tr("The demo run did not open: %1").arg(QString::fromUtf8(error.what())));
         return false;
     }
     statusBar()->showMessage(
