@@ -2,6 +2,9 @@
 //
 //   fuzz_parsers TARGET SECONDS SEED_FILE...
 //
+// A relative SEED_FILE is read from the reference data: $HNSTUDIO_REFERENCE_DIR, else the
+// folder CMake configured (as tests/support/TestSupport.h does for the other suites).
+//
 // TARGET is unpickler, torch-archive or safetensors. Inputs are the seeds mutated by byte
 // flips, byte sets, interesting integers (lengths and offsets that overflow), deletions,
 // duplications and splices between seeds. Run under AddressSanitizer, a memory error aborts;
@@ -14,6 +17,7 @@
 
 #include <QByteArray>
 #include <QCoreApplication>
+#include <QDir>
 #include <QElapsedTimer>
 #include <QFile>
 
@@ -100,6 +104,17 @@ QByteArray seedFor(const std::string& target, const QByteArray& bytes)
     return QByteArray(zip.recordData(*pickle, false), static_cast<qsizetype>(pickle->size));
 }
 
+QString seedPath(const QString& argument)
+{
+    if (QDir::isAbsolutePath(argument)) {
+        return argument;
+    }
+    const QString fromEnvironment = qEnvironmentVariable("HNSTUDIO_REFERENCE_DIR");
+    const QString referenceDir =
+        fromEnvironment.isEmpty() ? QStringLiteral(HNSTUDIO_REFERENCE_DIR) : fromEnvironment;
+    return QDir(referenceDir).filePath(argument);
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -115,7 +130,7 @@ int main(int argc, char** argv)
 
     std::vector<QByteArray> seeds;
     for (int i = 3; i < argc; ++i) {
-        QFile file(QString::fromLocal8Bit(argv[i]));
+        QFile file(seedPath(QString::fromLocal8Bit(argv[i])));
         if (file.open(QIODevice::ReadOnly)) {
             seeds.push_back(seedFor(argv[1], file.readAll()));
         }
